@@ -1,0 +1,124 @@
+"""Composition root: wires the client, the poller, the collector and the HTTP server, and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import httpx
+import uvicorn
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.collector import SnapshotCollector
+from exporter.config import Settings
+from exporter.northflank.client import NorthflankClient
+from exporter.northflank.metrics import ApiMetrics
+from exporter.poller import FixedIntervalScheduler, Refresher, RefreshScheduler
+from exporter.server import bind_socket, create_app
+from exporter.snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+#: How long shutdown may take before in-flight work is abandoned.
+SHUTDOWN_SECONDS = 5.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the exporter owns SIGTERM/SIGINT and stops everything."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Exporter:
+    """One exporter: poller and web server sharing a snapshot store, on one event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+        token: SecretStr | None = None,
+        api_url: str | None = None,
+        scheduler: RefreshScheduler | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.store = SnapshotStore()
+        self._clock = clock
+        resolved_token = token or settings.token
+        if resolved_token is None:
+            raise ValueError("an API token is required")
+        self.client = NorthflankClient(
+            base_url=api_url or settings.api_url,
+            token=resolved_token,
+            transport=transport,
+            clock=clock,
+            metrics=ApiMetrics(self.registry),
+            timeout=settings.request_timeout,
+        )
+        self.refresher = Refresher(
+            self.client,
+            self.store,
+            clock=clock,
+            registry=self.registry,
+            teams=settings.teams,
+            concurrency=settings.concurrency,
+        )
+        self.scheduler = scheduler or FixedIntervalScheduler(settings.refresh_interval)
+        self.registry.register(
+            SnapshotCollector(
+                lambda: self.store.current,
+                clock=clock,
+                schedule_grace_seconds=settings.schedule_grace,
+                version=__version__,
+            )
+        )
+        self.app = create_app(
+            registry=self.registry,
+            snapshot=lambda: self.store.current,
+            telemetry_path=settings.telemetry_path,
+            version=__version__,
+            demo=settings.demo,
+        )
+        self._server = _Server(
+            uvicorn.Config(
+                self.app,
+                host=settings.listen_address.host,
+                port=settings.listen_address.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+        )
+        self.started = asyncio.Event()
+        self.bound_port = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve and poll until ``stop`` is set. Raises OSError if the listen address cannot be bound."""
+        sock = bind_socket(self.settings.listen_address)
+        self.bound_port = sock.getsockname()[1]
+        serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="web")
+        polling = asyncio.create_task(self.scheduler.run(self.refresher, stop), name="poller")
+        log.info("listening on %s, metrics at %s", self.settings.listen_address, self.settings.telemetry_path)
+        self.started.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            self._server.should_exit = True
+            polling.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(serving, polling, return_exceptions=True), SHUTDOWN_SECONDS
+                )
+            sock.close()
+            await self.client.aclose()

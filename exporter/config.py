@@ -1,0 +1,242 @@
+"""Command-line flags and environment variables -> one typed, validated ``Settings``.
+
+Flags are named the way Go exporters name them (``--web.listen-address``, ``--log.level``); the API
+host and token come from the same environment variables as Northflank's own SDK. Invalid input raises
+``ConfigError`` with one clear sentence; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from exporter import __version__
+
+DEFAULT_API_URL = "https://api.northflank.com"
+DEFAULT_LISTEN_ADDRESS = ":10150"
+TOKEN_VARIABLES = ("NF_API_TOKEN", "NORTHFLANK_API_TOKEN")
+HOST_VARIABLES = ("NF_API_HOST", "NF_HOST")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
+
+
+class ConfigError(ValueError):
+    """Bad flags, environment or files. The message is meant for the user, as it is."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """Prometheus/Go style durations: ``30s``, ``5m``, ``1h30m``, ``2d``. Returns seconds."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty duration")
+    if value == "0":
+        return 0.0
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(value):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(value):
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 1h30m)")
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ValueError(f"invalid listen address {text!r} (use host:port or :port)")
+        host = host.removeprefix("[").removesuffix("]")
+        return cls(host=host, port=int(port_text))
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen_address: ListenAddress = field(default_factory=lambda: ListenAddress.parse(DEFAULT_LISTEN_ADDRESS))
+    telemetry_path: str = "/metrics"
+    log_level: str = "info"
+    log_format: str = "logfmt"
+    api_url: str = DEFAULT_API_URL
+    token: SecretStr | None = None
+    teams: tuple[str, ...] = ()
+    refresh_interval: float = 300.0
+    request_timeout: float = 10.0
+    concurrency: int = 4
+    schedule_grace: float = 7200.0
+    demo: bool = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="northflank-backup-exporter",
+        description="Prometheus exporter for the backups of Northflank database addons.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help="Address on which to expose metrics and the web interface.",
+    )
+    add(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="Path under which to expose metrics.",
+    )
+    add(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=LOG_LEVELS,
+        help="Only log messages with the given severity or above.",
+    )
+    add(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=LOG_FORMATS,
+        help="Output format of log messages.",
+    )
+    add(
+        "--northflank.api-url",
+        dest="api_url",
+        default=None,
+        help=f"Northflank API base URL. Env: {', '.join(HOST_VARIABLES)}. Default: {DEFAULT_API_URL}.",
+    )
+    add(
+        "--northflank.token-file",
+        dest="token_file",
+        default=None,
+        help="File holding the API token (Docker/Kubernetes secrets). "
+        f"Else env {' or '.join(TOKEN_VARIABLES)}.",
+    )
+    add(
+        "--northflank.team",
+        dest="teams",
+        action="append",
+        default=[],
+        metavar="TEAM_ID",
+        help="Team id for an organisation-scoped token (/v1/teams/{teamId}/...). Repeatable.",
+    )
+    add(
+        "--northflank.refresh-interval",
+        dest="refresh_interval",
+        default="5m",
+        help="How often to read everything from the API.",
+    )
+    add(
+        "--northflank.timeout",
+        dest="request_timeout",
+        default="10s",
+        help="Deadline for one API request (connect, headers and body).",
+    )
+    add(
+        "--northflank.concurrency",
+        dest="concurrency",
+        type=int,
+        default=4,
+        help="API requests in flight at most.",
+    )
+    add(
+        "--backup.schedule-grace",
+        dest="schedule_grace",
+        default="2h",
+        help="How long after a scheduled run a backup may start before the run counts as missed.",
+    )
+    add("--version", action="version", version=f"%(prog)s {__version__}")
+    add(
+        "--demo",
+        action="store_true",
+        help="Serve metrics of a built-in simulated Northflank account (no token needed). The data is fake.",
+    )
+    return parser
+
+
+def _duration(flag: str, text: str, *, minimum: float) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(f"{flag}: {error}") from None
+    if seconds < minimum:
+        raise ConfigError(f"{flag}: must be at least {minimum:g}s, got {text!r}")
+    return seconds
+
+
+def _read_token(args: argparse.Namespace, environ: Mapping[str, str]) -> SecretStr | None:
+    if args.token_file:
+        path = Path(args.token_file)
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"--northflank.token-file: cannot read {path}: {error.strerror}") from None
+        if not text:
+            raise ConfigError(f"--northflank.token-file: {path} is empty")
+        return SecretStr(text)
+    for name in TOKEN_VARIABLES:
+        if environ.get(name, "").strip():
+            return SecretStr(environ[name].strip())
+    return None
+
+
+def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """Parse flags and environment. argparse itself exits with status 2 on an unknown flag."""
+    args = build_parser().parse_args(argv)
+    try:
+        listen = ListenAddress.parse(args.listen_address)
+    except ValueError as error:
+        raise ConfigError(f"--web.listen-address: {error}") from None
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/-/healthy", "/-/ready"):
+        raise ConfigError(
+            f"--web.telemetry-path: must be a path starting with / other than /, /-/healthy and "
+            f"/-/ready, got {args.telemetry_path!r}"
+        )
+    api_url = args.api_url or next((environ[v] for v in HOST_VARIABLES if environ.get(v)), DEFAULT_API_URL)
+    api_url = api_url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", api_url):
+        raise ConfigError(f"Northflank API URL must start with http:// or https://, got {api_url!r}")
+    if args.concurrency < 1:
+        raise ConfigError("--northflank.concurrency: must be at least 1")
+    token = _read_token(args, environ)
+    if token is None and not args.demo:
+        raise ConfigError(
+            "no Northflank API token: set NF_API_TOKEN (or NORTHFLANK_API_TOKEN), or pass "
+            "--northflank.token-file; or try --demo"
+        )
+    for team in args.teams:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", team):
+            raise ConfigError(f"--northflank.team: invalid team id {team!r}")
+    return Settings(
+        listen_address=listen,
+        telemetry_path=args.telemetry_path,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        api_url=api_url,
+        token=token,
+        teams=tuple(args.teams),
+        refresh_interval=_duration("--northflank.refresh-interval", args.refresh_interval, minimum=1),
+        request_timeout=_duration("--northflank.timeout", args.request_timeout, minimum=0.1),
+        concurrency=args.concurrency,
+        schedule_grace=_duration("--backup.schedule-grace", args.schedule_grace, minimum=0),
+        demo=args.demo,
+    )

@@ -1,0 +1,1 @@
+"""The Northflank API edge: HTTP client, typed models and the errors they raise."""

@@ -1,0 +1,113 @@
+"""The exporter's HTTP surface: /metrics (or --web.telemetry-path), a landing page and health probes.
+
+Handlers only read: /metrics renders the current snapshot, /-/ready reads a flag of it. Nothing here
+waits on the Northflank API.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import socket
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from exporter.config import ListenAddress
+from exporter.snapshot import Snapshot
+
+_LANDING = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Northflank backup exporter</title></head>
+<body>
+<h1>Northflank backup exporter</h1>
+<p>Version {version}. Metrics about the backups of Northflank database addons, read from the Northflank API
+by a background poll.</p>
+{banner}
+<ul>
+<li><a href="{metrics}">Metrics</a></li>
+<li><a href="/-/healthy">Health</a></li>
+<li><a href="/-/ready">Readiness</a></li>
+</ul>
+</body>
+</html>
+"""
+
+
+_NOT_READY = "Not ready: the first refresh from the Northflank API has not finished.\n"
+
+
+def create_app(
+    *,
+    registry: CollectorRegistry,
+    snapshot: Callable[[], Snapshot],
+    telemetry_path: str,
+    version: str,
+    demo: bool = False,
+) -> Starlette:
+    banner = (
+        "<p><strong>DEMO MODE: every value here comes from a built-in simulator, not from Northflank."
+        "</strong></p>"
+        if demo
+        else ""
+    )
+    landing = _LANDING.format(
+        version=html.escape(version), metrics=html.escape(telemetry_path), banner=banner
+    )
+
+    async def index(_: Request) -> Response:
+        return HTMLResponse(landing)
+
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = encoder(registry)
+        headers = {}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type=content_type, headers=headers)
+
+    async def healthy(_: Request) -> Response:
+        return PlainTextResponse("Healthy.\n")
+
+    async def ready(_: Request) -> Response:
+        if snapshot().ready:
+            return PlainTextResponse("Ready.\n")
+        return PlainTextResponse(
+            "Not ready: the first refresh from the Northflank API has not finished.\n", 503
+        )
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route(telemetry_path, metrics),
+            Route("/-/healthy", healthy),
+            Route("/-/ready", ready),
+        ]
+    )
+
+
+def bind_socket(address: ListenAddress) -> socket.socket:
+    """Bind the listening socket up front so that a taken port is an error we can word, not an exit."""
+    try:
+        if (
+            address.host in ("", "0.0.0.0", "::")
+            and socket.has_dualstack_ipv6()
+            and address.host != "0.0.0.0"
+        ):
+            sock = socket.create_server(("", address.port), family=socket.AF_INET6, dualstack_ipv6=True)
+        else:
+            infos = socket.getaddrinfo(
+                address.host or "0.0.0.0", address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, sockaddr = infos[0]
+            sock = socket.create_server(sockaddr[:2], family=family)
+    except OSError as error:
+        raise OSError(f"cannot listen on {address}: {error.strerror or error}") from None
+    sock.setblocking(False)
+    return sock

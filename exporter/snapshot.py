@@ -1,0 +1,333 @@
+"""The immutable picture of the fleet that /metrics renders.
+
+The poller never edits a snapshot: each refresh result goes through one of the ``with_*`` methods, which
+return a new snapshot sharing everything that did not change, and the new one is swapped in. A listing
+is summarised as soon as it is read (``summarize_*``), so the snapshot holds a few numbers per addon
+instead of every backup the API returned: memory stays flat however long the retention is.
+
+A failed refresh changes nothing but the error counters: the last good summary stays, with the time it
+was read, so a consumer can tell stale data from fresh data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Generic, Literal, TypeVar
+
+from exporter.northflank.models import (
+    Addon,
+    Backup,
+    BackupDestination,
+    BackupStatus,
+    DestinationBackup,
+    Project,
+    Restore,
+    Schedule,
+)
+from exporter.schedule import ScheduleCalendar
+
+AddonResource = Literal["backups", "schedules", "restores"]
+ADDON_RESOURCES: tuple[AddonResource, ...] = ("backups", "schedules", "restores")
+
+StatusCounts = Mapping[BackupStatus, int]
+
+
+def _count_statuses(statuses: Iterable[BackupStatus]) -> StatusCounts:
+    counts = dict.fromkeys(BackupStatus, 0)
+    for status in statuses:
+        counts[status] += 1
+    return MappingProxyType(counts)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSummary:
+    """What an addon's backup listing says, reduced to what the metrics need."""
+
+    counts: StatusCounts
+    last_completed_at: float | None = None
+    last_completed_size_bytes: int | None = None
+    last_completed_duration_seconds: float | None = None
+    last_failed_at: float | None = None
+    consecutive_failures: int = 0
+    completed_size_bytes: int = 0
+    oldest_completed_at: float | None = None
+    in_progress_started_at: float | None = None
+    last_initiated_at: float | None = None
+
+
+def _finished_at(backup: Backup) -> float:
+    # A final backup whose completedAt is missing still happened; its initiation is the best time we have.
+    return (backup.completed_at or backup.created_at).timestamp()
+
+
+def summarize_backups(backups: Sequence[Backup]) -> BackupSummary:
+    completed = [b for b in backups if b.status is BackupStatus.COMPLETED]
+    failures = [b for b in backups if b.status.is_failure]
+    running = [b for b in backups if b.status.is_running]
+
+    last = max(completed, key=_finished_at, default=None)
+    # Failures count from the newest completed backup on, by initiation time: an attempt that started
+    # after the last good backup and did not produce one.
+    since = last.created_at if last is not None else None
+    consecutive = sum(1 for b in failures if since is None or b.created_at > since)
+
+    return BackupSummary(
+        counts=_count_statuses(b.status for b in backups),
+        last_completed_at=_finished_at(last) if last is not None else None,
+        last_completed_size_bytes=last.config.size if last is not None else None,
+        last_completed_duration_seconds=last.duration_seconds if last is not None else None,
+        last_failed_at=max((_finished_at(b) for b in failures), default=None),
+        consecutive_failures=consecutive,
+        completed_size_bytes=sum(b.config.size or 0 for b in completed),
+        oldest_completed_at=min((_finished_at(b) for b in completed), default=None),
+        in_progress_started_at=min((b.created_at.timestamp() for b in running), default=None),
+        last_initiated_at=max((b.created_at.timestamp() for b in backups), default=None),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSummary:
+    id: str
+    interval: str
+    backup_type: str
+    compression: str
+    retention_seconds: int
+    calendar: ScheduleCalendar
+    #: The schedule's creation: runs before it cannot have been missed.
+    active_since: float | None
+
+
+def summarize_schedules(schedules: Sequence[Schedule]) -> tuple[ScheduleSummary, ...]:
+    return tuple(
+        ScheduleSummary(
+            id=s.id,
+            interval=s.scheduling.interval,
+            backup_type=s.backup_type,
+            compression=s.compression,
+            retention_seconds=s.retention_seconds,
+            calendar=ScheduleCalendar.from_scheduling(s.scheduling),
+            active_since=s.created_at.timestamp() if s.created_at is not None else None,
+        )
+        for s in sorted(schedules, key=lambda s: s.id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSummary:
+    counts: StatusCounts
+    #: Newest restore time per status seen (completion when known, else when it was asked for).
+    last_at: Mapping[BackupStatus, float]
+
+
+def summarize_restores(restores: Sequence[Restore]) -> RestoreSummary:
+    last: dict[BackupStatus, float] = {}
+    for r in restores:
+        at = (r.completed_at or r.restore_timestamp).timestamp()
+        if at > last.get(r.status, float("-inf")):
+            last[r.status] = at
+    return RestoreSummary(counts=_count_statuses(r.status for r in restores), last_at=MappingProxyType(last))
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSummary:
+    counts: StatusCounts
+    completed_size_bytes: int
+    #: Newest completed backup per (project id, addon id) stored in the destination.
+    last_completed_at: Mapping[tuple[str, str], float]
+
+
+def summarize_destination_backups(backups: Sequence[DestinationBackup]) -> DestinationSummary:
+    last: dict[tuple[str, str], float] = {}
+    size = 0
+    for b in backups:
+        if b.status is not BackupStatus.COMPLETED:
+            continue
+        size += b.config.size or 0
+        key = ((b.project.id if b.project else None) or "", (b.addon.id if b.addon else None) or "")
+        at = (b.completed_at or b.created_at).timestamp()
+        if at > last.get(key, float("-inf")):
+            last[key] = at
+    return DestinationSummary(
+        counts=_count_statuses(b.status for b in backups),
+        completed_size_bytes=size,
+        last_completed_at=MappingProxyType(last),
+    )
+
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Generic[T]):
+    """A summary and the time it was read from the API."""
+
+    value: T
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AddonSnapshot:
+    project_id: str
+    project_name: str
+    addon_id: str
+    addon_name: str
+    addon_type: str
+    backups: Fetched[BackupSummary] | None = None
+    schedules: Fetched[tuple[ScheduleSummary, ...]] | None = None
+    restores: Fetched[RestoreSummary] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.project_id, self.addon_id)
+
+    def refreshed_at(self, resource: AddonResource) -> float | None:
+        fetched: Fetched[object] | None = getattr(self, resource)
+        return fetched.at if fetched is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSnapshot:
+    id: str
+    name: str
+    backups: Fetched[DestinationSummary] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSnapshot:
+    id: str
+    name: str
+    team: str | None = None
+    #: When this project's addon listing was last read successfully.
+    addons_at: float | None = None
+
+
+AddonKey = tuple[str, str]
+
+
+def _frozen(items: Mapping[K, V]) -> Mapping[K, V]:
+    return MappingProxyType(dict(items))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    #: None until the first discovery ran; then whether the last discovery of projects succeeded.
+    up: bool | None = None
+    #: Whether one complete refresh of everything has finished.
+    ready: bool = False
+    projects_at: float | None = None
+    destinations_at: float | None = None
+    projects: Mapping[str, ProjectSnapshot] = field(default_factory=lambda: MappingProxyType({}))
+    addons: Mapping[AddonKey, AddonSnapshot] = field(default_factory=lambda: MappingProxyType({}))
+    destinations: Mapping[str, DestinationSnapshot] = field(default_factory=lambda: MappingProxyType({}))
+
+    def with_discovery_failed(self) -> Snapshot:
+        return replace(self, up=False)
+
+    def with_projects(self, projects: Sequence[tuple[str | None, Project]], at: float) -> Snapshot:
+        """A successful project listing (with the team each was found under). Gone projects are dropped."""
+        current = {
+            p.id: ProjectSnapshot(
+                id=p.id,
+                name=p.name,
+                team=team,
+                addons_at=self.projects[p.id].addons_at if p.id in self.projects else None,
+            )
+            for team, p in projects
+        }
+        addons = {k: a for k, a in self.addons.items() if k[0] in current}
+        for key, addon in addons.items():
+            name = current[key[0]].name
+            if addon.project_name != name:
+                addons[key] = replace(addon, project_name=name)
+        return replace(self, up=True, projects_at=at, projects=_frozen(current), addons=_frozen(addons))
+
+    def with_project_addons(self, project_id: str, listed: Sequence[Addon], at: float) -> Snapshot:
+        """A successful addon listing: new addons appear, gone ones disappear, known ones keep their data."""
+        project = self.projects.get(project_id)
+        if project is None:
+            return self
+        addons = {k: a for k, a in self.addons.items() if k[0] != project_id}
+        for item in listed:
+            previous = self.addons.get((project_id, item.id))
+            base = previous or AddonSnapshot(
+                project_id=project_id,
+                project_name=project.name,
+                addon_id=item.id,
+                addon_name=item.name,
+                addon_type=item.spec.type,
+            )
+            addons[(project_id, item.id)] = replace(base, addon_name=item.name, addon_type=item.spec.type)
+        projects = dict(self.projects)
+        projects[project_id] = replace(project, addons_at=at)
+        return replace(self, projects=_frozen(projects), addons=_frozen(addons))
+
+    def with_addon_backups(self, key: AddonKey, summary: BackupSummary, at: float) -> Snapshot:
+        return self._with_addon(key, backups=Fetched(summary, at))
+
+    def with_addon_schedules(
+        self, key: AddonKey, summary: tuple[ScheduleSummary, ...], at: float
+    ) -> Snapshot:
+        return self._with_addon(key, schedules=Fetched(summary, at))
+
+    def with_addon_restores(self, key: AddonKey, summary: RestoreSummary, at: float) -> Snapshot:
+        return self._with_addon(key, restores=Fetched(summary, at))
+
+    def _with_addon(self, key: AddonKey, **changes: object) -> Snapshot:
+        addon = self.addons.get(key)
+        if addon is None:
+            # The addon vanished from its listing while its data was being read: drop the result.
+            return self
+        addons = dict(self.addons)
+        addons[key] = replace(addon, **changes)  # type: ignore[arg-type]
+        return replace(self, addons=_frozen(addons))
+
+    def with_destinations(self, listed: Sequence[BackupDestination], at: float) -> Snapshot:
+        current = {
+            d.id: DestinationSnapshot(
+                id=d.id,
+                name=d.name,
+                backups=self.destinations[d.id].backups if d.id in self.destinations else None,
+            )
+            for d in listed
+            if d.id is not None
+        }
+        return replace(self, destinations_at=at, destinations=_frozen(current))
+
+    def with_destination_backups(
+        self, destination_id: str, summary: DestinationSummary, at: float
+    ) -> Snapshot:
+        destination = self.destinations.get(destination_id)
+        if destination is None:
+            return self
+        destinations = dict(self.destinations)
+        destinations[destination_id] = replace(destination, backups=Fetched(summary, at))
+        return replace(self, destinations=_frozen(destinations))
+
+    def with_ready(self) -> Snapshot:
+        return self if self.ready else replace(self, ready=True)
+
+
+class SnapshotStore:
+    """Holds the current snapshot. Readers take ``current``; the poller swaps in new ones.
+
+    Everything runs on one event loop and ``update`` does not await, so a read-modify-write through it
+    cannot interleave with another.
+    """
+
+    def __init__(self, initial: Snapshot | None = None) -> None:
+        self._current = initial or Snapshot()
+
+    @property
+    def current(self) -> Snapshot:
+        return self._current
+
+    def swap(self, snapshot: Snapshot) -> None:
+        self._current = snapshot
+
+    def update(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
+        self._current = change(self._current)
+        return self._current

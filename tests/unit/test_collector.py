@@ -1,0 +1,221 @@
+"""The collector renders a snapshot: values, labels, scrape-time ages, and nothing for unknown data."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.clock import FixedClock
+from exporter.collector import SnapshotCollector
+from exporter.northflank.models import Addon, BackupDestination, DestinationBackup, Project, Schedule
+from exporter.snapshot import (
+    Snapshot,
+    summarize_backups,
+    summarize_destination_backups,
+    summarize_schedules,
+)
+from tests.unit.test_snapshot import T0, backup
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()
+
+
+def _schedule(**scheduling: object) -> Schedule:
+    return Schedule.model_validate(
+        {
+            "id": "s1",
+            "backupType": "dump",
+            "retentionTime": 7,
+            "scheduling": scheduling,
+            "createdAt": "2026-01-01T00:00:00Z",
+            "updatedAt": "2026-01-01T00:00:00Z",
+        }
+    )
+
+
+def _snapshot() -> Snapshot:
+    snap = Snapshot().with_projects([(None, Project(id="p1", name="Payments"))], at=NOW - 60)
+    addons = [
+        Addon.model_validate({"id": "db", "name": "Main DB", "spec": {"type": "postgresql"}}),
+        Addon.model_validate({"id": "cache", "name": "Cache", "spec": {"type": "redis"}}),
+    ]
+    snap = snap.with_project_addons("p1", addons, at=NOW - 50)
+    # Daily at 02:30; the last backup was initiated at T0 (02:30 today) and took 5 minutes.
+    snap = snap.with_addon_backups(("p1", "db"), summarize_backups([backup(0), backup(-1440)]), at=NOW - 40)
+    snap = snap.with_addon_schedules(
+        ("p1", "db"), summarize_schedules([_schedule(interval="daily", hour=[2], minute=[30])]), at=NOW - 40
+    )
+    snap = snap.with_addon_backups(("p1", "cache"), summarize_backups([backup(-3000)]), at=NOW - 40)
+    snap = snap.with_addon_schedules(("p1", "cache"), (), at=NOW - 40)
+    snap = snap.with_destinations([BackupDestination(id="s3", name="Offsite")], at=NOW - 30)
+    dest_backup = DestinationBackup.model_validate(
+        {
+            "id": "x",
+            "status": "completed",
+            "project": {"id": "p1", "name": "Payments"},
+            "addon": {"id": "db", "name": "Main DB"},
+            "config": {"size": "1234"},
+            "createdAt": "2026-11-02T02:30:00Z",
+            "completedAt": "2026-11-02T02:40:00Z",
+            "expiredBy": "1729232400000.0",
+        }
+    )
+    return snap.with_destination_backups("s3", summarize_destination_backups([dest_backup]), at=NOW - 20)
+
+
+def _registry(snapshot: Snapshot, clock: FixedClock) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        SnapshotCollector(lambda: snapshot, clock=clock, schedule_grace_seconds=7200, version="1.2.3")
+    )
+    return registry
+
+
+def test_addon_values_and_scrape_time_age() -> None:
+    clock = FixedClock(NOW)
+    registry = _registry(_snapshot(), clock)
+    db = {"project": "p1", "addon": "db"}
+    completed = (T0.timestamp()) + 300
+    assert (
+        registry.get_sample_value("northflank_addon_backup_last_completed_timestamp_seconds", db) == completed
+    )
+    assert (
+        registry.get_sample_value("northflank_addon_backup_last_completed_age_seconds", db) == NOW - completed
+    )
+    clock.advance(100)
+    # The age moves with the scrape, not with the poll.
+    assert registry.get_sample_value("northflank_addon_backup_last_completed_age_seconds", db) == (
+        NOW + 100 - completed
+    )
+    assert registry.get_sample_value("northflank_addon_backup_last_completed_size_bytes", db) == 1000
+    assert registry.get_sample_value("northflank_addon_backup_last_completed_duration_seconds", db) == 300
+    assert registry.get_sample_value("northflank_addon_backups", {**db, "status": "completed"}) == 2
+    assert registry.get_sample_value("northflank_addon_backups", {**db, "status": "failed"}) == 0
+    assert registry.get_sample_value("northflank_addon_backup_consecutive_failures", db) == 0
+    assert registry.get_sample_value("northflank_addon_backup_last_failed_timestamp_seconds", db) is None
+    info = {**db, "addon_name": "Main DB", "project_name": "Payments", "addon_type": "postgresql"}
+    assert registry.get_sample_value("northflank_addon_info", info) == 1
+    assert registry.get_sample_value("northflank_exporter_build_info", {"version": "1.2.3"}) == 1
+    assert registry.get_sample_value("northflank_up") == 1
+
+
+def test_schedule_values_and_coverage() -> None:
+    registry = _registry(_snapshot(), FixedClock(NOW))
+    s = {"project": "p1", "addon": "db", "schedule": "s1"}
+    assert registry.get_sample_value("northflank_addon_backup_schedule_next_run_timestamp_seconds", s) == (
+        datetime(2026, 11, 3, 2, 30, tzinfo=UTC).timestamp()
+    )
+    assert (
+        registry.get_sample_value("northflank_addon_backup_schedule_previous_run_timestamp_seconds", s)
+        == datetime(2026, 11, 2, 2, 30, tzinfo=UTC).timestamp()
+    )
+    assert registry.get_sample_value("northflank_addon_backup_schedule_max_interval_seconds", s) == 86400
+    assert registry.get_sample_value("northflank_addon_backup_schedule_retention_seconds", s) == 7 * 86400
+    assert registry.get_sample_value("northflank_addon_backup_schedule_missed", s) == 0
+    info = {**s, "interval": "daily", "backup_type": "dump", "compression": "gz"}
+    assert registry.get_sample_value("northflank_addon_backup_schedule_info", info) == 1
+    assert (
+        registry.get_sample_value(
+            "northflank_addon_backup_schedule_covered", {"project": "p1", "addon": "db"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "northflank_addon_backup_schedule_covered", {"project": "p1", "addon": "cache"}
+        )
+        == 0
+    )
+    assert (
+        registry.get_sample_value("northflank_project_backup_schedule_coverage_ratio", {"project": "p1"})
+        == 0.5
+    )
+
+
+def test_missed_run_appears_after_grace_when_no_backup_started() -> None:
+    # Two days later nothing new was initiated: the 02:30 run of that day, older than 2h, was missed.
+    registry = _registry(_snapshot(), FixedClock(NOW + 86400))
+    s = {"project": "p1", "addon": "db", "schedule": "s1"}
+    assert registry.get_sample_value("northflank_addon_backup_schedule_missed", s) == 1
+
+
+def test_destination_values() -> None:
+    registry = _registry(_snapshot(), FixedClock(NOW))
+    assert (
+        registry.get_sample_value(
+            "northflank_backup_destination_info", {"destination": "s3", "destination_name": "Offsite"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value("northflank_backup_destination_size_bytes", {"destination": "s3"}) == 1234
+    )
+    assert (
+        registry.get_sample_value(
+            "northflank_backup_destination_backups", {"destination": "s3", "status": "completed"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "northflank_backup_destination_last_completed_timestamp_seconds",
+            {"destination": "s3", "project": "p1", "addon": "db"},
+        )
+        == datetime(2026, 11, 2, 2, 40, tzinfo=UTC).timestamp()
+    )
+
+
+def test_freshness_timestamps_per_resource() -> None:
+    registry = _registry(_snapshot(), FixedClock(NOW))
+    name = "northflank_exporter_last_refresh_timestamp_seconds"
+    assert registry.get_sample_value(name, {"project": "", "addon": "", "resource": "projects"}) == NOW - 60
+    assert registry.get_sample_value(name, {"project": "p1", "addon": "", "resource": "addons"}) == NOW - 50
+    assert (
+        registry.get_sample_value(name, {"project": "p1", "addon": "db", "resource": "backups"}) == NOW - 40
+    )
+    assert registry.get_sample_value(name, {"project": "p1", "addon": "db", "resource": "restores"}) is None
+    assert (
+        registry.get_sample_value(name, {"project": "", "addon": "", "resource": "destination_backups"})
+        == NOW - 20
+    )
+
+
+def test_unknown_data_renders_nothing_rather_than_zero() -> None:
+    snap = Snapshot().with_projects([(None, Project(id="p1", name="P"))], at=NOW)
+    snap = snap.with_project_addons(
+        "p1", [Addon.model_validate({"id": "db", "name": "x", "spec": {"type": "mysql"}})], at=NOW
+    )
+    registry = _registry(snap, FixedClock(NOW))
+    labels = {"project": "p1", "addon": "db"}
+    assert (
+        registry.get_sample_value(
+            "northflank_addon_info", {**labels, "addon_name": "x", "project_name": "P", "addon_type": "mysql"}
+        )
+        == 1
+    )
+    assert registry.get_sample_value("northflank_addon_backups", {**labels, "status": "completed"}) is None
+    assert registry.get_sample_value("northflank_addon_backup_schedule_covered", labels) is None
+    assert registry.get_sample_value("northflank_addon_backup_consecutive_failures", labels) is None
+
+
+def test_up_is_zero_before_discovery_and_after_a_failed_one() -> None:
+    assert _registry(Snapshot(), FixedClock(NOW)).get_sample_value("northflank_up") == 0
+    failed = _snapshot().with_discovery_failed()
+    registry = _registry(failed, FixedClock(NOW))
+    assert registry.get_sample_value("northflank_up") == 0
+    # ... while the last good data stays.
+    assert (
+        registry.get_sample_value(
+            "northflank_addon_backups", {"project": "p1", "addon": "db", "status": "completed"}
+        )
+        == 2
+    )
+
+
+def test_exposition_has_no_type_label_and_only_counters_end_in_total() -> None:
+    text = generate_latest(_registry(_snapshot(), FixedClock(NOW))).decode()
+    assert not re.search(r'[{,]type="', text)
+    for line in text.splitlines():
+        if line.startswith("# TYPE") and line.split()[2].endswith("_total"):
+            assert line.split()[3] == "counter", line
