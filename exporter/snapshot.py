@@ -11,6 +11,7 @@ was read, so a consumer can tell stale data from fresh data.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -55,6 +56,8 @@ class BackupSummary:
     oldest_completed_at: float | None = None
     in_progress_started_at: float | None = None
     last_initiated_at: float | None = None
+    #: Median duration of the newest completed backups: when a refresh after a scheduled run pays off.
+    typical_duration_seconds: float | None = None
 
 
 def _finished_at(backup: Backup) -> float:
@@ -84,7 +87,18 @@ def summarize_backups(backups: Sequence[Backup]) -> BackupSummary:
         oldest_completed_at=min((_finished_at(b) for b in completed), default=None),
         in_progress_started_at=min((b.created_at.timestamp() for b in running), default=None),
         last_initiated_at=max((b.created_at.timestamp() for b in backups), default=None),
+        typical_duration_seconds=_typical_duration(completed),
     )
+
+
+#: How many of the newest completed backups the typical duration is learned from.
+TYPICAL_DURATION_SAMPLE = 10
+
+
+def _typical_duration(completed: Sequence[Backup]) -> float | None:
+    newest = sorted(completed, key=lambda b: b.created_at, reverse=True)[:TYPICAL_DURATION_SAMPLE]
+    durations = [d for b in newest if (d := b.duration_seconds) is not None]
+    return statistics.median(durations) if durations else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ def test_unsorted_listing_finds_newest_completed_and_counts_failures_after_it() 
     assert s.last_initiated_at == (T0 + timedelta(minutes=240)).timestamp()
     assert s.counts[BackupStatus.FAILED] == 2
     assert s.counts[BackupStatus.COMPLETED] == 2
+    assert s.typical_duration_seconds == 450  # median of 5 and 10 minutes
 
 
 def test_never_completed_counts_every_failure() -> None:

@@ -1,0 +1,167 @@
+"""Test helpers shared by the integration and end-to-end suites: running exporters, scraping them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from exporter.app import Exporter
+from exporter.clock import Clock
+from exporter.config import ListenAddress, Settings
+from exporter.poller import Refresher
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class ManualScheduler:
+    """A RefreshScheduler that runs a complete pass when the test asks, and says when it is done."""
+
+    def __init__(self) -> None:
+        self._requests: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+        self.passes = 0
+
+    async def run(self, refresher: Refresher, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            done = await self._requests.get()
+            try:
+                await refresher.refresh_all()
+            except Exception as error:  # surfaced in the test that asked for the pass
+                done.set_exception(error)
+            else:
+                self.passes += 1
+                done.set_result(None)
+
+    async def refresh(self, deadline: float = 30.0) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._requests.put_nowait(done)
+        async with asyncio.timeout(deadline):
+            await done
+
+    def start_refresh(self) -> asyncio.Future[None]:
+        """Ask for a pass without waiting for it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._requests.put_nowait(done)
+        return done
+
+
+@dataclass
+class RunningExporter:
+    exporter: Exporter
+    url: str
+    scheduler: ManualScheduler
+    http: httpx.AsyncClient
+
+    async def scrape(self) -> Samples:
+        response = await self.http.get(f"{self.url}/metrics")
+        response.raise_for_status()
+        return parse_samples(response.text)
+
+    async def scrape_text(self) -> str:
+        response = await self.http.get(f"{self.url}/metrics")
+        response.raise_for_status()
+        return response.text
+
+
+def parse_samples(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    return {labels: v for (n, labels), v in samples.items() if n == name}
+
+
+@contextlib.asynccontextmanager
+async def running_exporter(
+    *,
+    api_url: str,
+    token: str,
+    clock: Clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **settings: Any,
+) -> AsyncIterator[RunningExporter]:
+    """An Exporter serving on 127.0.0.1 (a free port), refreshed only when the test asks."""
+    config = dataclasses.replace(
+        Settings(listen_address=ListenAddress("127.0.0.1", 0), api_url=api_url, token=SecretStr(token)),
+        **settings,
+    )
+    scheduler = ManualScheduler()
+    exporter = Exporter(config, clock=clock, transport=transport, scheduler=scheduler)
+    stop = asyncio.Event()
+    task = asyncio.create_task(exporter.run(stop))
+    started = asyncio.create_task(exporter.started.wait())
+    await asyncio.wait({task, started}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    assert exporter.started.is_set(), "the exporter did not start"
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            yield RunningExporter(exporter, f"http://127.0.0.1:{exporter.bound_port}", scheduler, http)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll a condition with a deadline (for other processes, which we cannot await)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def simulator_process(*args: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """``python -m exporter.simulator`` on 127.0.0.1; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter.simulator", "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(f"the simulator did not start: {err}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
