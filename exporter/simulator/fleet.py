@@ -14,7 +14,7 @@ Scenarios (see :func:`scenario`):
     behaviour: healthy, failing, stale, unscheduled, never completed, stuck, size drop, failed restore.
 
 ``e2e``
-    Exactly four addons, with no random failures, ids fixed:
+    Exactly five addons, with no random failures, ids fixed:
 
     ============================  ==========  ===============  =========================================
     project / addon               type        schedule         behaviour
@@ -26,6 +26,9 @@ Scenarios (see :func:`scenario`):
     ``e2e-other/e2e-stale``       mongodb     hourly at :35    no backup initiated since start - 6 h:
                                                                the schedule's runs are missed
     ``e2e-other/e2e-unscheduled`` redis       none             about one manual backup a day
+    ``e2e-other/e2e-stuck``       postgresql  hourly at :50    a backup in progress since the first run
+                                                               after start - 8 h
+                                                               (it blocks the schedule's later runs)
     ============================  ==========  ===============  =========================================
 
     Retention is 3 days for the healthy addon (72 backups: more than one page at the default
@@ -351,6 +354,22 @@ def e2e(seed: int = 0, start: float | None = None) -> Fleet:
             typical_size=40_000_000,
             failure_rate=0.0,
             behaviour=Behaviour.UNSCHEDULED,
+        ),
+        AddonSpec(
+            id="e2e-stuck",
+            name="e2e-stuck",
+            project_id="e2e-other",
+            type="postgresql",
+            schedules=(
+                ScheduleSpec(
+                    id="65e2e0000000000000000005", interval="hourly", minutes=(50,), retention_days=2
+                ),
+            ),
+            typical_duration=300.0,
+            typical_size=60_000_000,
+            failure_rate=0.0,
+            behaviour=Behaviour.STUCK,
+            stuck_since=-8 * HOUR,
         ),
     )
     return Fleet(projects=projects, addons=addons, destinations=(destination,), start=start, name="e2e")

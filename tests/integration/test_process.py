@@ -60,7 +60,7 @@ def test_env_configured_process_serves_and_stops_on_sigterm(simulator_url: str) 
     samples = parse_samples(text)
     assert value(samples, "northflank_up") == 1
     addons = {dict(labels)["addon"] for labels in series(samples, "northflank_addon_info")}
-    assert addons == {"e2e-healthy", "e2e-failing", "e2e-stale", "e2e-unscheduled"}
+    assert addons == {"e2e-healthy", "e2e-failing", "e2e-stale", "e2e-unscheduled", "e2e-stuck"}
     assert code == 0, err
     for secret in (TOKEN, *SIMULATED_SECRETS):
         assert secret not in text

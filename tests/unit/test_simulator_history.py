@@ -237,6 +237,7 @@ def test_e2e_scenario_ids_and_behaviours_are_fixed() -> None:
         ("e2e-project", "e2e-failing", Behaviour.FAILING),
         ("e2e-other", "e2e-stale", Behaviour.STALE),
         ("e2e-other", "e2e-unscheduled", Behaviour.UNSCHEDULED),
+        ("e2e-other", "e2e-stuck", Behaviour.STUCK),
     ]
     for now in (T0, T0 + 37 * MINUTE, T0 + 5 * HOUR):
         history = {a.id: by_created(addon_backups(fleet, a, SEED, now)) for a in fleet.addons}

@@ -1,0 +1,271 @@
+"""End to end: simulator -> exporter -> real Prometheus (shipped rules) -> real Alertmanager -> webhook.
+
+The simulator serves the ``e2e`` scenario (a healthy, a failing, a stale, an unscheduled and a stuck addon) on
+127.0.0.1; the exporter reads it once; Prometheus scrapes the exporter every second and evaluates the
+shipped rules (a copy with every ``for:`` shortened to 0s); Alertmanager runs the shipped example
+configuration with its receivers pointed at a webhook served by this test. The test asserts that exactly
+the expected alerts arrive, with their labels and annotations, and that the healthy addon raises none.
+Then every PromQL expression of the dashboard is run against that Prometheus and must return data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from exporter.clock import SystemClock
+from exporter.simulator.app import Simulator
+from exporter.simulator.server import serve
+from tests.e2e.binaries import (
+    ALERTS_FILE,
+    EXAMPLE_ALERTMANAGER_CONFIG,
+    RULES_FILE,
+    require_binary,
+)
+from tests.support import RunningExporter, free_port, running_exporter
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "nf-e2e-token-0b7e"
+JOB = "northflank-backup-exporter"
+UNSCHEDULED_FALLBACK_SECONDS = 129_600  # the absolute threshold of NorthflankBackupTooOld
+
+
+@dataclass
+class Receiver:
+    """The webhook Alertmanager notifies: collects every alert of every notification."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def firing(self) -> set[tuple[str, str, str]]:
+        return {
+            (a["labels"]["alertname"], a["labels"].get("project", ""), a["labels"].get("addon", ""))
+            for a in self.alerts
+            if a["status"] == "firing"
+        }
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    received = Receiver()
+
+    async def hook(request: Request) -> Response:
+        payload = await request.json()
+        received.alerts.extend(payload["alerts"])
+        received.arrived.set()
+        return Response(status_code=200)
+
+    app = Starlette(routes=[Route("/alerts/{receiver}", hook, methods=["POST"])])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_config=None, lifespan="off")
+    )
+    server.config.load()
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield received, f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _shortened_rules(source: Path, target: Path) -> None:
+    text = re.sub(r"(?m)^(\s+for:\s*)\S+", r"\g<1>0s", source.read_text(encoding="utf-8"))
+    target.write_text(text, encoding="utf-8")
+
+
+def _alertmanager_config(webhook: str, target: Path) -> None:
+    config = yaml.safe_load(EXAMPLE_ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    config["route"].update(group_wait="1s", group_interval="1s")
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = re.sub(r"^https?://[^/]+", webhook, hook["url"])
+    target.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _safely(condition: Any) -> bool:
+    try:
+        return bool(await condition())
+    except httpx.TransportError:  # the server is not listening yet
+        return False
+
+
+async def _until(condition: Any, *, deadline: float, what: str, logs: list[Path]) -> None:
+    """Await a condition with a deadline; on timeout, say what was awaited and show the logs."""
+    try:
+        async with asyncio.timeout(deadline):
+            # Other processes' state: polled, as there is nothing to await.
+            while not await _safely(condition):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        tails = "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists()
+        )
+        pytest.fail(f"timed out after {deadline}s waiting for {what}\n{tails}")
+
+
+@dataclass
+class Stack:
+    exporter: RunningExporter
+    simulator: Simulator
+    prometheus: str
+    alertmanager: str
+    receiver: Receiver
+    logs: list[Path]
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, receiver: tuple[Receiver, str]) -> AsyncIterator[Stack]:
+    prometheus_bin = require_binary("prometheus")
+    alertmanager_bin = require_binary("alertmanager")
+    received, webhook = receiver
+    clock = SystemClock()
+    simulator = Simulator.from_scenario("e2e", clock=clock, token=TOKEN)
+    async with (
+        serve(simulator) as api_url,
+        running_exporter(api_url=api_url, token=TOKEN, clock=clock) as exporter,
+    ):
+        await exporter.scheduler.refresh()
+        am_port, prom_port = free_port(), free_port()
+        _shortened_rules(ALERTS_FILE, tmp_path / "alerts.yml")
+        _shortened_rules(RULES_FILE, tmp_path / "rules.yml")
+        _alertmanager_config(webhook, tmp_path / "alertmanager.yml")
+        exporter_target = exporter.url.removeprefix("http://")
+        prometheus_config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": ["alerts.yml", "rules.yml"],
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [exporter_target]}]}],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config), encoding="utf-8")
+        logs = [tmp_path / "alertmanager.log", tmp_path / "prometheus.log"]
+        with (
+            _process(
+                [
+                    alertmanager_bin,
+                    f"--config.file={tmp_path / 'alertmanager.yml'}",
+                    f"--storage.path={tmp_path / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ],
+                logs[0],
+            ),
+            _process(
+                [
+                    prometheus_bin,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                logs[1],
+            ),
+        ):
+            yield Stack(
+                exporter,
+                simulator,
+                f"http://127.0.0.1:{prom_port}",
+                f"http://127.0.0.1:{am_port}",
+                received,
+                logs,
+            )
+
+
+def _expected_alerts(stack: Stack) -> set[tuple[str, str, str]]:
+    """What the scenario's data implies, after the shipped Alertmanager configuration's inhibitions."""
+    expected = {
+        ("NorthflankBackupTooOld", "e2e-project", "e2e-failing"),
+        ("NorthflankBackupFailingRepeatedly", "e2e-project", "e2e-failing"),
+        ("NorthflankBackupTooOld", "e2e-other", "e2e-stale"),
+        ("NorthflankBackupScheduledRunMissed", "e2e-other", "e2e-stale"),
+        ("NorthflankBackupNoSchedule", "e2e-other", "e2e-unscheduled"),
+        ("NorthflankBackupStuckInProgress", "e2e-other", "e2e-stuck"),
+        ("NorthflankBackupTooOld", "e2e-other", "e2e-stuck"),
+        ("NorthflankBackupScheduledRunMissed", "e2e-other", "e2e-stuck"),
+    }
+    # One manual backup a day at a pseudo-random time: whether the newest is older than the absolute
+    # threshold depends on the day the test runs, so ask the simulator's own data.
+    addon = next(a for a in stack.simulator.fleet.addons if a.id == "e2e-unscheduled")
+    now = SystemClock().now()
+    completed = [r.completed_at for r in stack.simulator.backups_at(addon, now) if r.completed_at]
+    if not completed or now - max(completed) > UNSCHEDULED_FALLBACK_SECONDS:
+        expected.add(("NorthflankBackupTooOld", "e2e-other", "e2e-unscheduled"))
+    return expected
+
+
+async def _prometheus_firing(http: httpx.AsyncClient, prometheus: str) -> set[tuple[str, str, str]]:
+    response = await http.get(f"{prometheus}/api/v1/alerts")
+    alerts = response.json()["data"]["alerts"]
+    return {
+        (a["labels"]["alertname"], a["labels"].get("project", ""), a["labels"].get("addon", ""))
+        for a in alerts
+        if a["state"] == "firing"
+    }
+
+
+async def test_exactly_the_expected_alerts_reach_the_receiver(stack: Stack) -> None:
+    expected = _expected_alerts(stack)
+    http = stack.exporter.http
+
+    async def all_arrived() -> bool:
+        return expected <= stack.receiver.firing()
+
+    await _until(all_arrived, deadline=90, what=f"alerts {sorted(expected)}", logs=stack.logs)
+
+    # Prometheus evaluates every rule of a group together, and each group has run by now: what fires
+    # there is what the data implies, before Alertmanager's inhibitions.
+    before_inhibition = expected | {("NorthflankBackupLastAttemptFailed", "e2e-project", "e2e-failing")}
+    assert await _prometheus_firing(http, stack.prometheus) == before_inhibition
+
+    # Nothing else arrives, even a few notification intervals later; nothing at all for the healthy addon.
+    stack.receiver.arrived.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(4):
+            await stack.receiver.arrived.wait()
+    assert stack.receiver.firing() == expected
+    assert not [a for a in stack.receiver.alerts if a["labels"].get("addon") == "e2e-healthy"]
+
+    for alert in stack.receiver.alerts:
+        labels, annotations = alert["labels"], alert["annotations"]
+        assert labels["severity"] in ("critical", "warning", "info")
+        assert labels["job"] == JOB
+        assert annotations["summary"]
+        assert labels["addon"] in annotations["description"]
+        assert labels["project"] in annotations["description"]
+        assert annotations["runbook_url"].endswith("#" + labels["alertname"].lower())
+    names = {a["labels"]["alertname"]: a["labels"]["severity"] for a in stack.receiver.alerts}
+    assert names["NorthflankBackupFailingRepeatedly"] == "critical"
+    assert names["NorthflankBackupNoSchedule"] == "warning"
