@@ -1,359 +1,464 @@
-"""Renders the current snapshot into metric families. Reads nothing but the snapshot and the clock.
+"""Renders the current snapshot as metric families. Reads nothing but the snapshot and the clock.
 
 Everything here is a pure function of (snapshot, now): no I/O, no waiting on the API, so a scrape costs
 the same whether the API is healthy, slow or down. Values that depend on the time of the scrape (ages,
-the next and previous scheduled runs, whether a run was missed) are computed here, at scrape time, from
-the facts the poller stored.
+the next and previous scheduled runs, whether a run was missed) are computed at scrape time from the
+facts the poller stored; everything else about an addon is rendered once and reused for as long as the
+snapshot holds the same (immutable) addon object, so a scrape of a large fleet stays cheap even though
+the poller swaps in a new snapshot after every refresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from exporter.clock import Clock
+from exporter.exposition import Family, format_value, label_set, sample
 from exporter.northflank.models import BackupStatus
 from exporter.schedule import missed_run
-from exporter.snapshot import (
-    ADDON_RESOURCES,
-    AddonSnapshot,
-    BackupSummary,
-    Snapshot,
-)
+from exporter.snapshot import ADDON_RESOURCES, AddonSnapshot, BackupSummary, ScheduleSummary, Snapshot
 
 _FRESHNESS = (
     " Read by the exporter's background poll of the Northflank API, not at scrape time: as fresh as"
     ' northflank_exporter_last_refresh_timestamp_seconds{{resource="{resource}"}} says.'
 )
-
-ADDON_LABELS = ("project", "addon")
-SCHEDULE_LABELS = ("project", "addon", "schedule")
 STATUSES: tuple[BackupStatus, ...] = tuple(BackupStatus)
+_ADDON = ("project", "addon")
+_SCHEDULE = ("project", "addon", "schedule")
 
 
-@dataclass(frozen=True, slots=True)
-class _AddonGauge:
-    name: str
-    help: str
-    value: Callable[[BackupSummary], float | None]
+def _family(name: str, text: str, labels: tuple[str, ...] = (), resource: str = "") -> Family:
+    return Family(name, text + (_FRESHNESS.format(resource=resource) if resource else ""), labels)
 
+
+UP = _family(
+    "northflank_up",
+    "1 when the exporter's last discovery of Northflank projects succeeded, 0 when it failed "
+    "(API unreachable, token rejected) or has not run yet.",
+)
+BUILD_INFO = _family("northflank_exporter_build_info", "Version of northflank-backup-exporter.", ("version",))
+ADDON_INFO = _family(
+    "northflank_addon_info",
+    "Names and type of each Northflank addon the exporter discovered; join on (project, addon).",
+    (*_ADDON, "addon_name", "project_name", "addon_type"),
+)
+BACKUP_AGE = _family(
+    "northflank_addon_backup_last_completed_age_seconds",
+    "Seconds between the scrape and the completion of the newest completed backup of the addon.",
+    _ADDON,
+    "backups",
+)
+BACKUPS_BY_STATUS = _family(
+    "northflank_addon_backups",
+    "Backups the addon retains, by status; every status is present, 0 when none.",
+    (*_ADDON, "status"),
+    "backups",
+)
 
 # API field -> metric, in one place. A gauge whose value is None for an addon is left out for it.
-_BACKUP_GAUGES: tuple[_AddonGauge, ...] = (
-    _AddonGauge(
-        "northflank_addon_backup_last_completed_timestamp_seconds",
-        "When the newest completed backup of the addon completed (unix time).",
+BACKUP_GAUGES: tuple[tuple[Family, Callable[[BackupSummary], float | None]], ...] = (
+    (
+        _family(
+            "northflank_addon_backup_last_completed_timestamp_seconds",
+            "When the newest completed backup of the addon completed (unix time).",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.last_completed_at,
     ),
-    _AddonGauge(
-        "northflank_addon_backup_last_completed_size_bytes",
-        "Size of the newest completed backup of the addon.",
+    (
+        _family(
+            "northflank_addon_backup_last_completed_size_bytes",
+            "Size of the newest completed backup of the addon.",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.last_completed_size_bytes,
     ),
-    _AddonGauge(
-        "northflank_addon_backup_last_completed_duration_seconds",
-        "How long the newest completed backup of the addon took, from initiation to completion.",
+    (
+        _family(
+            "northflank_addon_backup_last_completed_duration_seconds",
+            "How long the newest completed backup of the addon took, from initiation to completion.",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.last_completed_duration_seconds,
     ),
-    _AddonGauge(
-        "northflank_addon_backup_last_failed_timestamp_seconds",
-        "When the newest failed or aborted backup attempt of the addon ended (unix time).",
+    (
+        _family(
+            "northflank_addon_backup_last_failed_timestamp_seconds",
+            "When the newest failed or aborted backup attempt of the addon ended (unix time).",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.last_failed_at,
     ),
-    _AddonGauge(
-        "northflank_addon_backup_consecutive_failures",
-        "Failed or aborted backup attempts of the addon initiated after its newest completed backup.",
+    (
+        _family(
+            "northflank_addon_backup_consecutive_failures",
+            "Failed or aborted backup attempts of the addon initiated after its newest completed backup.",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.consecutive_failures,
     ),
-    _AddonGauge(
-        "northflank_addon_backups_size_bytes",
-        "Total size of the completed backups the addon retains.",
+    (
+        _family(
+            "northflank_addon_backups_size_bytes",
+            "Total size of the completed backups the addon retains.",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.completed_size_bytes,
     ),
-    _AddonGauge(
-        "northflank_addon_backup_oldest_completed_timestamp_seconds",
-        "When the oldest retained completed backup of the addon completed: the start of its recovery window.",
+    (
+        _family(
+            "northflank_addon_backup_oldest_completed_timestamp_seconds",
+            "When the oldest retained completed backup of the addon completed: the start of its recovery "
+            "window.",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.oldest_completed_at,
     ),
-    _AddonGauge(
-        "northflank_addon_backup_in_progress_started_timestamp_seconds",
-        "When the oldest backup of the addon that has not reached a final state was initiated (unix time).",
+    (
+        _family(
+            "northflank_addon_backup_in_progress_started_timestamp_seconds",
+            "When the oldest backup of the addon that has not reached a final state was initiated (unix "
+            "time).",
+            _ADDON,
+            "backups",
+        ),
         lambda s: s.in_progress_started_at,
     ),
 )
 
+SCHEDULE_COVERED = _family(
+    "northflank_addon_backup_schedule_covered",
+    "1 when the addon has at least one backup schedule, 0 when it has none.",
+    _ADDON,
+    "schedules",
+)
+COVERAGE_RATIO = _family(
+    "northflank_project_backup_schedule_coverage_ratio",
+    "Share of the project's addons that have at least one backup schedule (0-1).",
+    ("project",),
+    "schedules",
+)
+SCHEDULE_INFO = _family(
+    "northflank_addon_backup_schedule_info",
+    "Each backup schedule of an addon: its interval, backup type and compression (none for snapshots).",
+    (*_SCHEDULE, "interval", "backup_type", "compression"),
+)
+SCHEDULE_RETENTION = _family(
+    "northflank_addon_backup_schedule_retention_seconds",
+    "How long the backups of the schedule are retained.",
+    _SCHEDULE,
+    "schedules",
+)
+SCHEDULE_NEXT = _family(
+    "northflank_addon_backup_schedule_next_run_timestamp_seconds",
+    "The next run of the schedule after the scrape (unix time; schedules are in UTC).",
+    _SCHEDULE,
+    "schedules",
+)
+SCHEDULE_PREVIOUS = _family(
+    "northflank_addon_backup_schedule_previous_run_timestamp_seconds",
+    "The latest run of the schedule at or before the scrape (unix time).",
+    _SCHEDULE,
+    "schedules",
+)
+SCHEDULE_MAX_INTERVAL = _family(
+    "northflank_addon_backup_schedule_max_interval_seconds",
+    "The longest gap between two consecutive runs of the schedule.",
+    _SCHEDULE,
+    "schedules",
+)
+SCHEDULE_MISSED = _family(
+    "northflank_addon_backup_schedule_missed",
+    "1 when the newest run of the schedule older than the grace period (--backup.schedule-grace) saw no "
+    "backup of the addon initiated from 15 minutes before it until the scrape.",
+    _SCHEDULE,
+    "backups",
+)
+RESTORES = _family(
+    "northflank_addon_restores",
+    "Restores of the addon's backups, by status; every status is present, 0 when none.",
+    (*_ADDON, "status"),
+    "restores",
+)
+RESTORE_LAST = _family(
+    "northflank_addon_restore_last_timestamp_seconds",
+    "When the newest restore of the addon with this status completed, or was requested if it has not.",
+    (*_ADDON, "status"),
+    "restores",
+)
+DESTINATION_INFO = _family(
+    "northflank_backup_destination_info",
+    "Each custom backup destination (S3 bucket) of the account, by id with its name.",
+    ("destination", "destination_name"),
+)
+DESTINATION_BACKUPS = _family(
+    "northflank_backup_destination_backups",
+    "Backups stored in the destination, by status; every status is present, 0 when none.",
+    ("destination", "status"),
+    "destination_backups",
+)
+DESTINATION_SIZE = _family(
+    "northflank_backup_destination_size_bytes",
+    "Total size of the completed backups stored in the destination.",
+    ("destination",),
+    "destination_backups",
+)
+DESTINATION_LAST = _family(
+    "northflank_backup_destination_last_completed_timestamp_seconds",
+    "When the newest completed backup of the addon stored in the destination completed (unix time).",
+    ("destination", "project", "addon"),
+    "destination_backups",
+)
+LAST_REFRESH = _family(
+    "northflank_exporter_last_refresh_timestamp_seconds",
+    "When the exporter last read each resource from the Northflank API successfully (unix time). project "
+    "and addon are empty for account-wide resources.",
+    ("project", "addon", "resource"),
+)
 
-def _gauge(name: str, documentation: str, labels: Iterable[str], resource: str = "") -> GaugeMetricFamily:
-    text = documentation + (_FRESHNESS.format(resource=resource) if resource else "")
-    return GaugeMetricFamily(name, text, labels=list(labels))
+#: Every family, in exposition order.
+FAMILIES: tuple[Family, ...] = (
+    UP,
+    BUILD_INFO,
+    ADDON_INFO,
+    BACKUP_AGE,
+    BACKUPS_BY_STATUS,
+    *(family for family, _ in BACKUP_GAUGES),
+    SCHEDULE_COVERED,
+    COVERAGE_RATIO,
+    SCHEDULE_INFO,
+    SCHEDULE_RETENTION,
+    SCHEDULE_NEXT,
+    SCHEDULE_PREVIOUS,
+    SCHEDULE_MAX_INTERVAL,
+    SCHEDULE_MISSED,
+    RESTORES,
+    RESTORE_LAST,
+    DESTINATION_INFO,
+    DESTINATION_BACKUPS,
+    DESTINATION_SIZE,
+    DESTINATION_LAST,
+    LAST_REFRESH,
+)
+
+Lines = dict[str, list[str]]
+
+#: The families whose samples for an addon depend only on the addon's data, not on the scrape time.
+STATIC_FAMILIES: tuple[Family, ...] = (
+    ADDON_INFO,
+    BACKUPS_BY_STATUS,
+    *(family for family, _ in BACKUP_GAUGES),
+    SCHEDULE_COVERED,
+    SCHEDULE_INFO,
+    SCHEDULE_RETENTION,
+    SCHEDULE_MAX_INTERVAL,
+    RESTORES,
+    RESTORE_LAST,
+    LAST_REFRESH,
+)
+_STATIC_INDEX = {family.name: i for i, family in enumerate(STATIC_FAMILIES)}
 
 
-class SnapshotCollector(Collector):
-    """A prometheus_client collector over a snapshot source. Register it on a registry you pass around."""
+class _ScheduleLines:
+    """A schedule's time-dependent samples. They change only when the scrape time crosses a run (or a
+    run's end of grace), so they are kept until then: most scrapes reuse them as they are."""
 
-    def __init__(
-        self,
-        snapshot: Callable[[], Snapshot],
-        *,
-        clock: Clock,
-        schedule_grace_seconds: float,
-        version: str,
-    ) -> None:
-        self._snapshot = snapshot
-        self._clock = clock
+    __slots__ = ("_from", "_lines", "_missed", "_next", "_previous", "_until", "last_initiated", "schedule")
+
+    def __init__(self, labels: str, schedule: ScheduleSummary, last_initiated: float | None) -> None:
+        self.schedule = schedule
+        self.last_initiated = last_initiated
+        self._next = f"{SCHEDULE_NEXT.name}{{{labels}}} "
+        self._previous = f"{SCHEDULE_PREVIOUS.name}{{{labels}}} "
+        self._missed = f"{SCHEDULE_MISSED.name}{{{labels}}} "
+        self._from = self._until = 0.0
+        self._lines: tuple[str, str, str] = ("", "", "")
+
+    def lines(self, now: float, grace: float, with_missed: bool) -> tuple[str, str, str]:
+        if not self._from <= now < self._until:
+            calendar = self.schedule.calendar
+            next_run = calendar.next_run(now)
+            run = missed_run(
+                calendar,
+                last_initiated=self.last_initiated,
+                now=now,
+                grace_seconds=grace,
+                active_since=self.schedule.active_since,
+            )
+            missed = f"{self._missed}{0 if run is None else 1}\n" if with_missed else ""
+            self._lines = (
+                f"{self._next}{format_value(next_run)}\n",
+                f"{self._previous}{format_value(calendar.previous_run(now))}\n",
+                missed,
+            )
+            # Valid until the next run, or until the next run leaves its grace period, whichever is first.
+            self._from, self._until = now, min(next_run, calendar.next_run(now - grace) + grace)
+        return self._lines
+
+
+class _AddonLines:
+    """What one addon contributes, rendered once: everything that does not depend on the scrape time."""
+
+    __slots__ = ("addon", "age", "schedules", "static")
+
+    def __init__(self, addon: AddonSnapshot) -> None:
+        self.addon = addon
+        labels = label_set(_ADDON, (addon.project_id, addon.addon_id))
+        self.age = f"{BACKUP_AGE.name}{{{labels}}} "
+        self.schedules: list[_ScheduleLines] = []
+        columns: list[list[str]] = [[] for _ in STATIC_FAMILIES]
+
+        def add(family: Family, family_labels: str, value: float) -> None:
+            columns[_STATIC_INDEX[family.name]].append(sample(family.name, family_labels, value))
+
+        names = label_set(
+            ("addon_name", "project_name", "addon_type"),
+            (addon.addon_name, addon.project_name, addon.addon_type),
+        )
+        add(ADDON_INFO, f"{labels},{names}", 1)
+        if addon.backups is not None:
+            summary = addon.backups.value
+            for status in STATUSES:
+                add(BACKUPS_BY_STATUS, f'{labels},status="{status.value}"', summary.counts.get(status, 0))
+            for family, read in BACKUP_GAUGES:
+                value = read(summary)
+                if value is not None:
+                    add(family, labels, value)
+        if addon.schedules is not None:
+            schedules = addon.schedules.value
+            add(SCHEDULE_COVERED, labels, 1 if schedules else 0)
+            for s in schedules:
+                schedule_labels = f"{labels},{label_set(('schedule',), (s.id,))}"
+                info = label_set(
+                    ("interval", "backup_type", "compression"), (s.interval, s.backup_type, s.compression)
+                )
+                add(SCHEDULE_INFO, f"{schedule_labels},{info}", 1)
+                add(SCHEDULE_RETENTION, schedule_labels, s.retention_seconds)
+                add(SCHEDULE_MAX_INTERVAL, schedule_labels, s.calendar.max_interval_seconds)
+                last_initiated = addon.backups.value.last_initiated_at if addon.backups else None
+                self.schedules.append(_ScheduleLines(schedule_labels, s, last_initiated))
+        if addon.restores is not None:
+            restores = addon.restores.value
+            for status in STATUSES:
+                status_labels = f'{labels},status="{status.value}"'
+                add(RESTORES, status_labels, restores.counts.get(status, 0))
+                at = restores.last_at.get(status)
+                if at is not None:
+                    add(RESTORE_LAST, status_labels, at)
+        for resource in ADDON_RESOURCES:
+            at = addon.refreshed_at(resource)
+            if at is not None:
+                add(LAST_REFRESH, f'{labels},resource="{resource}"', at)
+        self.static = tuple("".join(column) for column in columns)
+
+
+class SnapshotRenderer:
+    """Renders snapshots to the text format, reusing what it rendered for unchanged addons."""
+
+    def __init__(self, *, schedule_grace_seconds: float, version: str) -> None:
         self._grace = schedule_grace_seconds
         self._version = version
+        self._cache: dict[int, _AddonLines] = {}
 
-    def describe(self) -> Iterable[Metric]:
-        # Families vary with the fleet; an empty description keeps registration from calling collect().
-        return ()
+    def render(self, snapshot: Snapshot, now: float) -> str:
+        lines: Lines = {family.name: [] for family in FAMILIES}
+        lines[UP.name].append(sample(UP.name, "", 1 if snapshot.up else 0))
+        lines[BUILD_INFO.name].append(sample(BUILD_INFO.name, label_set(("version",), (self._version,)), 1))
 
-    def collect(self) -> Iterator[Metric]:
-        return iter(render(self._snapshot(), now=self._clock.now(), grace=self._grace, version=self._version))
-
-
-def render(snapshot: Snapshot, *, now: float, grace: float, version: str) -> list[Metric]:
-    addons = sorted(snapshot.addons.values(), key=lambda a: a.key)
-    families: list[Metric] = []
-    families += _exporter_families(snapshot, version)
-    families += _addon_families(addons, now)
-    families += _schedule_families(addons, now, grace)
-    families += _restore_families(addons)
-    families += _destination_families(snapshot)
-    families += _freshness_families(snapshot, addons)
-    return families
-
-
-def _exporter_families(snapshot: Snapshot, version: str) -> list[Metric]:
-    up = GaugeMetricFamily(
-        "northflank_up",
-        "1 when the exporter's last discovery of Northflank projects succeeded, 0 when it failed "
-        "(API unreachable, token rejected) or has not run yet.",
-        value=1 if snapshot.up else 0,
-    )
-    build = InfoMetricFamily(
-        "northflank_exporter_build",
-        "Version of northflank-backup-exporter.",
-        value={"version": version},
-    )
-    return [up, build]
-
-
-def _addon_families(addons: list[AddonSnapshot], now: float) -> list[Metric]:
-    info = InfoMetricFamily(
-        "northflank_addon",
-        "Names and type of each Northflank addon the exporter discovered; join on (project, addon).",
-        labels=ADDON_LABELS,
-    )
-    age = _gauge(
-        "northflank_addon_backup_last_completed_age_seconds",
-        "Seconds between the scrape and the completion of the newest completed backup of the addon.",
-        ADDON_LABELS,
-        "backups",
-    )
-    statuses = _gauge(
-        "northflank_addon_backups",
-        "Backups the addon retains, by status; every status is present, 0 when none.",
-        (*ADDON_LABELS, "status"),
-        "backups",
-    )
-    gauges = [(g, _gauge(g.name, g.help, ADDON_LABELS, "backups")) for g in _BACKUP_GAUGES]
-    for addon in addons:
-        labels = [addon.project_id, addon.addon_id]
-        info.add_metric(
-            labels,
-            {
-                "addon_name": addon.addon_name,
-                "project_name": addon.project_name,
-                "addon_type": addon.addon_type,
-            },
+        cache: dict[int, _AddonLines] = {}
+        rows: list[tuple[str, ...]] = []
+        age, next_run, previous_run, missed = (
+            lines[BACKUP_AGE.name],
+            lines[SCHEDULE_NEXT.name],
+            lines[SCHEDULE_PREVIOUS.name],
+            lines[SCHEDULE_MISSED.name],
         )
-        if addon.backups is None:
-            continue
-        summary = addon.backups.value
-        for spec, family in gauges:
-            value = spec.value(summary)
-            if value is not None:
-                family.add_metric(labels, value)
-        if summary.last_completed_at is not None:
-            age.add_metric(labels, max(0.0, now - summary.last_completed_at))
-        for status in STATUSES:
-            statuses.add_metric([*labels, status.value], summary.counts.get(status, 0))
-    return [info, age, statuses, *(family for _, family in gauges)]
+        coverage: dict[str, list[int]] = {}
+        for addon in sorted(snapshot.addons.values(), key=lambda a: a.key):
+            rendered = self._cache.get(id(addon))
+            if rendered is None or rendered.addon is not addon:
+                rendered = _AddonLines(addon)
+            cache[id(addon)] = rendered
+            rows.append(rendered.static)
 
-
-def _schedule_families(addons: list[AddonSnapshot], now: float, grace: float) -> list[Metric]:
-    covered = _gauge(
-        "northflank_addon_backup_schedule_covered",
-        "1 when the addon has at least one backup schedule, 0 when it has none.",
-        ADDON_LABELS,
-        "schedules",
-    )
-    ratio = _gauge(
-        "northflank_project_backup_schedule_coverage_ratio",
-        "Share of the project's addons that have at least one backup schedule (0-1).",
-        ("project",),
-        "schedules",
-    )
-    info = InfoMetricFamily(
-        "northflank_addon_backup_schedule",
-        "Each backup schedule of an addon: its interval, backup type and compression (none for snapshots).",
-        labels=SCHEDULE_LABELS,
-    )
-    retention = _gauge(
-        "northflank_addon_backup_schedule_retention_seconds",
-        "How long the backups of the schedule are retained.",
-        SCHEDULE_LABELS,
-        "schedules",
-    )
-    next_run = _gauge(
-        "northflank_addon_backup_schedule_next_run_timestamp_seconds",
-        "The next run of the schedule after the scrape (unix time, UTC schedule).",
-        SCHEDULE_LABELS,
-        "schedules",
-    )
-    previous_run = _gauge(
-        "northflank_addon_backup_schedule_previous_run_timestamp_seconds",
-        "The latest run of the schedule at or before the scrape (unix time).",
-        SCHEDULE_LABELS,
-        "schedules",
-    )
-    max_interval = _gauge(
-        "northflank_addon_backup_schedule_max_interval_seconds",
-        "The longest gap between two consecutive runs of the schedule.",
-        SCHEDULE_LABELS,
-        "schedules",
-    )
-    missed = _gauge(
-        "northflank_addon_backup_schedule_missed",
-        "1 when the newest run of the schedule older than the grace period (--backup.schedule-grace) "
-        "saw no backup of the addon initiated from 15 minutes before it until now.",
-        SCHEDULE_LABELS,
-        "backups",
-    )
-    per_project: dict[str, list[int]] = {}
-    for addon in addons:
-        if addon.schedules is None:
-            continue
-        schedules = addon.schedules.value
-        labels = [addon.project_id, addon.addon_id]
-        covered.add_metric(labels, 1 if schedules else 0)
-        tally = per_project.setdefault(addon.project_id, [0, 0])
-        tally[0] += 1 if schedules else 0
-        tally[1] += 1
-        last_initiated = addon.backups.value.last_initiated_at if addon.backups is not None else None
-        for s in schedules:
-            schedule_labels = [*labels, s.id]
-            info.add_metric(
-                schedule_labels,
-                {"interval": s.interval, "backup_type": s.backup_type, "compression": s.compression},
-            )
-            retention.add_metric(schedule_labels, s.retention_seconds)
-            next_run.add_metric(schedule_labels, s.calendar.next_run(now))
-            previous_run.add_metric(schedule_labels, s.calendar.previous_run(now))
-            max_interval.add_metric(schedule_labels, s.calendar.max_interval_seconds)
-            if addon.backups is not None:
+            backups = addon.backups.value if addon.backups is not None else None
+            if backups is not None and backups.last_completed_at is not None:
+                age.append(f"{rendered.age}{max(0.0, now - backups.last_completed_at)!r}\n")
+            for schedule_lines in rendered.schedules:
                 # Without a backup listing, a miss cannot be told from a gap in our own knowledge.
-                run = missed_run(
-                    s.calendar,
-                    last_initiated=last_initiated,
-                    now=now,
-                    grace_seconds=grace,
-                    active_since=s.active_since,
-                )
-                missed.add_metric(schedule_labels, 0 if run is None else 1)
-    for project, (with_schedule, known) in sorted(per_project.items()):
-        ratio.add_metric([project], with_schedule / known)
-    return [covered, ratio, info, retention, next_run, previous_run, max_interval, missed]
+                upcoming, latest, was_missed = schedule_lines.lines(now, self._grace, backups is not None)
+                next_run.append(upcoming)
+                previous_run.append(latest)
+                missed.append(was_missed)
+            if addon.schedules is not None:
+                tally = coverage.setdefault(addon.project_id, [0, 0])
+                tally[0] += 1 if addon.schedules.value else 0
+                tally[1] += 1
+        self._cache = cache
+
+        # One column per family, every addon's fragment of it in addon order.
+        for family, column in zip(STATIC_FAMILIES, zip(*rows, strict=True) if rows else (), strict=False):
+            lines[family.name].append("".join(column))
+        for project, (covered, known) in sorted(coverage.items()):
+            lines[COVERAGE_RATIO.name].append(
+                sample(COVERAGE_RATIO.name, label_set(("project",), (project,)), covered / known)
+            )
+        _destinations(snapshot, lines)
+        _account_refreshes(snapshot, lines)
+        return "".join(
+            family.header + "".join(lines[family.name]) for family in FAMILIES if any(lines[family.name])
+        )
 
 
-def _restore_families(addons: list[AddonSnapshot]) -> list[Metric]:
-    counts = _gauge(
-        "northflank_addon_restores",
-        "Restores of the addon's backups, by status; every status is present, 0 when none.",
-        (*ADDON_LABELS, "status"),
-        "restores",
-    )
-    last = _gauge(
-        "northflank_addon_restore_last_timestamp_seconds",
-        "When the newest restore of the addon with this status completed, or was requested if it has not.",
-        (*ADDON_LABELS, "status"),
-        "restores",
-    )
-    for addon in addons:
-        if addon.restores is None:
-            continue
-        summary = addon.restores.value
-        for status in STATUSES:
-            labels = [addon.project_id, addon.addon_id, status.value]
-            counts.add_metric(labels, summary.counts.get(status, 0))
-            at = summary.last_at.get(status)
-            if at is not None:
-                last.add_metric(labels, at)
-    return [counts, last]
-
-
-def _destination_families(snapshot: Snapshot) -> list[Metric]:
-    info = InfoMetricFamily(
-        "northflank_backup_destination",
-        "Each custom backup destination (S3 bucket) of the account, by id with its name.",
-        labels=("destination",),
-    )
-    counts = _gauge(
-        "northflank_backup_destination_backups",
-        "Backups stored in the destination, by status; every status is present, 0 when none.",
-        ("destination", "status"),
-        "destination_backups",
-    )
-    size = _gauge(
-        "northflank_backup_destination_size_bytes",
-        "Total size of the completed backups stored in the destination.",
-        ("destination",),
-        "destination_backups",
-    )
-    last = _gauge(
-        "northflank_backup_destination_last_completed_timestamp_seconds",
-        "When the newest completed backup of the addon stored in the destination completed (unix time).",
-        ("destination", "project", "addon"),
-        "destination_backups",
-    )
+def _destinations(snapshot: Snapshot, lines: Lines) -> None:
     for destination in sorted(snapshot.destinations.values(), key=lambda d: d.id):
-        info.add_metric([destination.id], {"destination_name": destination.name})
+        labels = label_set(("destination",), (destination.id,))
+        name = label_set(("destination_name",), (destination.name,))
+        lines[DESTINATION_INFO.name].append(sample(DESTINATION_INFO.name, f"{labels},{name}", 1))
         if destination.backups is None:
             continue
         summary = destination.backups.value
         for status in STATUSES:
-            counts.add_metric([destination.id, status.value], summary.counts.get(status, 0))
-        size.add_metric([destination.id], summary.completed_size_bytes)
+            lines[DESTINATION_BACKUPS.name].append(
+                sample(
+                    DESTINATION_BACKUPS.name,
+                    f'{labels},status="{status.value}"',
+                    summary.counts.get(status, 0),
+                )
+            )
+        lines[DESTINATION_SIZE.name].append(
+            sample(DESTINATION_SIZE.name, labels, summary.completed_size_bytes)
+        )
         for (project, addon), at in sorted(summary.last_completed_at.items()):
-            last.add_metric([destination.id, project, addon], at)
-    return [info, counts, size, last]
+            where = label_set(("project", "addon"), (project, addon))
+            lines[DESTINATION_LAST.name].append(sample(DESTINATION_LAST.name, f"{labels},{where}", at))
 
 
-def _freshness_families(snapshot: Snapshot, addons: list[AddonSnapshot]) -> list[Metric]:
-    refreshed = GaugeMetricFamily(
-        "northflank_exporter_last_refresh_timestamp_seconds",
-        "When the exporter last read each resource from the Northflank API successfully (unix time). "
-        "project and addon are empty for account-wide resources.",
-        labels=["project", "addon", "resource"],
-    )
+def _account_refreshes(snapshot: Snapshot, lines: Lines) -> None:
+    out = lines[LAST_REFRESH.name]
     if snapshot.projects_at is not None:
-        refreshed.add_metric(["", "", "projects"], snapshot.projects_at)
+        out.append(sample(LAST_REFRESH.name, 'project="",addon="",resource="projects"', snapshot.projects_at))
     for project in sorted(snapshot.projects.values(), key=lambda p: p.id):
         if project.addons_at is not None:
-            refreshed.add_metric([project.id, "", "addons"], project.addons_at)
-    for addon in addons:
-        for resource in ADDON_RESOURCES:
-            at = addon.refreshed_at(resource)
-            if at is not None:
-                refreshed.add_metric([addon.project_id, addon.addon_id, resource], at)
+            labels = label_set(("project", "addon", "resource"), (project.id, "", "addons"))
+            out.append(sample(LAST_REFRESH.name, labels, project.addons_at))
     if snapshot.destinations_at is not None:
-        refreshed.add_metric(["", "", "backup_destinations"], snapshot.destinations_at)
-    destination_times = [d.backups.at for d in snapshot.destinations.values() if d.backups is not None]
-    if destination_times and len(destination_times) == len(snapshot.destinations):
+        out.append(
+            sample(
+                LAST_REFRESH.name,
+                'project="",addon="",resource="backup_destinations"',
+                snapshot.destinations_at,
+            )
+        )
+    times = [d.backups.at for d in snapshot.destinations.values() if d.backups is not None]
+    if times and len(times) == len(snapshot.destinations):
         # The least recent of them: every destination's listing is at least this fresh.
-        refreshed.add_metric(["", "", "destination_backups"], min(destination_times))
-    return [refreshed]
+        out.append(
+            sample(LAST_REFRESH.name, 'project="",addon="",resource="destination_backups"', min(times))
+        )

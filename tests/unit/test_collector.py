@@ -5,10 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, generate_latest
-
 from exporter.clock import FixedClock
-from exporter.collector import SnapshotCollector
+from exporter.collector import FAMILIES, SnapshotRenderer
 from exporter.northflank.models import Addon, BackupDestination, DestinationBackup, Project, Schedule
 from exporter.snapshot import (
     Snapshot,
@@ -16,6 +14,7 @@ from exporter.snapshot import (
     summarize_destination_backups,
     summarize_schedules,
 )
+from tests.support import parse_samples, value
 from tests.unit.test_snapshot import T0, backup
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC).timestamp()
@@ -64,12 +63,25 @@ def _snapshot() -> Snapshot:
     return snap.with_destination_backups("s3", summarize_destination_backups([dest_backup]), at=NOW - 20)
 
 
-def _registry(snapshot: Snapshot, clock: FixedClock) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        SnapshotCollector(lambda: snapshot, clock=clock, schedule_grace_seconds=7200, version="1.2.3")
-    )
-    return registry
+class _Scrapes:
+    """Renders the snapshot at the clock's time on every read, as a scrape would."""
+
+    def __init__(
+        self, snapshot: Snapshot, clock: FixedClock, renderer: SnapshotRenderer | None = None
+    ) -> None:
+        self.snapshot = snapshot
+        self.clock = clock
+        self.renderer = renderer or SnapshotRenderer(schedule_grace_seconds=7200, version="1.2.3")
+
+    def text(self) -> str:
+        return self.renderer.render(self.snapshot, self.clock.now())
+
+    def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        return value(parse_samples(self.text()), name, **(labels or {}))
+
+
+def _registry(snapshot: Snapshot, clock: FixedClock) -> _Scrapes:
+    return _Scrapes(snapshot, clock)
 
 
 def test_addon_values_and_scrape_time_age() -> None:
@@ -214,8 +226,69 @@ def test_up_is_zero_before_discovery_and_after_a_failed_one() -> None:
 
 
 def test_exposition_has_no_type_label_and_only_counters_end_in_total() -> None:
-    text = generate_latest(_registry(_snapshot(), FixedClock(NOW))).decode()
+    text = _registry(_snapshot(), FixedClock(NOW)).text()
     assert not re.search(r'[{,]type="', text)
     for line in text.splitlines():
         if line.startswith("# TYPE") and line.split()[2].endswith("_total"):
             assert line.split()[3] == "counter", line
+
+
+def test_unchanged_addons_are_reused_and_changed_ones_rerendered() -> None:
+    clock = FixedClock(NOW)
+    scrapes = _Scrapes(_snapshot(), clock)
+    first = scrapes.text()
+    assert scrapes.text() == first
+    db = {"project": "p1", "addon": "db"}
+    # The poller swaps in a new snapshot in which only "db" changed: the output must follow it.
+    scrapes.snapshot = scrapes.snapshot.with_addon_backups(
+        ("p1", "db"), summarize_backups([backup(0, size="4321")]), at=NOW
+    )
+    assert scrapes.get_sample_value("northflank_addon_backup_last_completed_size_bytes", db) == 4321
+    assert scrapes.get_sample_value("northflank_addon_backups", {**db, "status": "completed"}) == 1
+    cache = {"project": "p1", "addon": "cache"}
+    assert scrapes.get_sample_value("northflank_addon_backups", {**cache, "status": "completed"}) == 1
+
+
+def test_schedule_values_follow_the_scrape_time_across_runs() -> None:
+    # Reused between runs, recomputed when the scrape time crosses one: never stale.
+    clock = FixedClock(datetime(2026, 11, 2, 2, 29, 59, tzinfo=UTC).timestamp())
+    scrapes = _Scrapes(_snapshot(), clock)
+    s = {"project": "p1", "addon": "db", "schedule": "s1"}
+    run = datetime(2026, 11, 2, 2, 30, tzinfo=UTC).timestamp()
+    name = "northflank_addon_backup_schedule_next_run_timestamp_seconds"
+    assert scrapes.get_sample_value(name, s) == run
+    clock.set(run)
+    assert scrapes.get_sample_value(name, s) == run + 86400
+    assert (
+        scrapes.get_sample_value("northflank_addon_backup_schedule_previous_run_timestamp_seconds", s) == run
+    )
+    clock.set(run - 3600)  # clocks can go back: the reused values must not
+    assert scrapes.get_sample_value(name, s) == run
+    # Grace ends at 04:30 on the next day's run with no backup initiated since today: missed only then.
+    clock.set(run + 86400 + 7200 - 1)
+    assert scrapes.get_sample_value("northflank_addon_backup_schedule_missed", s) == 0
+    clock.set(run + 86400 + 7200 + 1)
+    assert scrapes.get_sample_value("northflank_addon_backup_schedule_missed", s) == 1
+
+
+def test_every_family_has_help_and_type_once() -> None:
+    text = _registry(_snapshot(), FixedClock(NOW)).text()
+    for family in FAMILIES:
+        assert text.count(f"# TYPE {family.name} ") <= 1
+    assert len({family.name for family in FAMILIES}) == len(FAMILIES)
+
+
+def test_label_values_are_escaped() -> None:
+    snap = Snapshot().with_projects([(None, Project(id="p", name='Quote " and \\ back\nslash'))], at=NOW)
+    snap = snap.with_project_addons(
+        "p", [Addon.model_validate({"id": "a", "name": "x", "spec": {"type": "redis"}})], at=NOW
+    )
+    samples = parse_samples(_registry(snap, FixedClock(NOW)).text())
+    info = {
+        "project": "p",
+        "addon": "a",
+        "addon_name": "x",
+        "project_name": 'Quote " and \\ back\nslash',
+        "addon_type": "redis",
+    }
+    assert value(samples, "northflank_addon_info", **info) == 1
