@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import httpx
 import uvicorn
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 
 from exporter import __version__
 from exporter.clock import Clock
-from exporter.collector import SnapshotCollector
+from exporter.collector import SnapshotRenderer
 from exporter.config import Settings
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.metrics import ApiMetrics
@@ -73,16 +73,9 @@ class Exporter:
             concurrency=settings.concurrency,
         )
         self.scheduler = scheduler or FixedIntervalScheduler(settings.refresh_interval)
-        self.registry.register(
-            SnapshotCollector(
-                lambda: self.store.current,
-                clock=clock,
-                schedule_grace_seconds=settings.schedule_grace,
-                version=__version__,
-            )
-        )
+        self.renderer = SnapshotRenderer(schedule_grace_seconds=settings.schedule_grace, version=__version__)
         self.app = create_app(
-            registry=self.registry,
+            render_metrics=self.render_metrics,
             snapshot=lambda: self.store.current,
             telemetry_path=settings.telemetry_path,
             version=__version__,
@@ -101,6 +94,11 @@ class Exporter:
         )
         self.started = asyncio.Event()
         self.bound_port = 0
+
+    def render_metrics(self) -> bytes:
+        """The snapshot's families, then the exporter's own instruments (API requests, errors...)."""
+        text = self.renderer.render(self.store.current, self._clock.now())
+        return text.encode() + generate_latest(self.registry)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve and poll until ``stop`` is set. Raises OSError if the listen address cannot be bound."""

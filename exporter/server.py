@@ -11,14 +11,13 @@ import html
 import socket
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from exporter.config import ListenAddress
+from exporter.exposition import CONTENT_TYPE
 from exporter.snapshot import Snapshot
 
 _LANDING = """<!DOCTYPE html>
@@ -44,7 +43,7 @@ _NOT_READY = "Not ready: the first refresh from the Northflank API has not finis
 
 def create_app(
     *,
-    registry: CollectorRegistry,
+    render_metrics: Callable[[], bytes],
     snapshot: Callable[[], Snapshot],
     telemetry_path: str,
     version: str,
@@ -64,13 +63,13 @@ def create_app(
         return HTMLResponse(landing)
 
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = encoder(registry)
+        # Always the text format 0.0.4: every Prometheus reads it, whatever it prefers in Accept.
+        body = render_metrics()
         headers = {}
         if "gzip" in request.headers.get("accept-encoding", ""):
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        return Response(body, media_type=content_type, headers=headers)
+        return Response(body, media_type=CONTENT_TYPE, headers=headers)
 
     async def healthy(_: Request) -> Response:
         return PlainTextResponse("Healthy.\n")
@@ -78,9 +77,7 @@ def create_app(
     async def ready(_: Request) -> Response:
         if snapshot().ready:
             return PlainTextResponse("Ready.\n")
-        return PlainTextResponse(
-            "Not ready: the first refresh from the Northflank API has not finished.\n", 503
-        )
+        return PlainTextResponse(_NOT_READY, 503)
 
     return Starlette(
         routes=[
@@ -95,11 +92,7 @@ def create_app(
 def bind_socket(address: ListenAddress) -> socket.socket:
     """Bind the listening socket up front so that a taken port is an error we can word, not an exit."""
     try:
-        if (
-            address.host in ("", "0.0.0.0", "::")
-            and socket.has_dualstack_ipv6()
-            and address.host != "0.0.0.0"
-        ):
+        if address.host in ("", "::") and socket.has_dualstack_ipv6():
             sock = socket.create_server(("", address.port), family=socket.AF_INET6, dualstack_ipv6=True)
         else:
             infos = socket.getaddrinfo(
