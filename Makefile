@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy exporter tests $(wildcard bench)
+	$(BIN)/mypy exporter tests scripts $(wildcard bench)
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q
