@@ -355,7 +355,7 @@ class _AddonLines:
             at = addon.refreshed_at(resource)
             if at is not None:
                 add(LAST_REFRESH, f'{labels},resource="{resource}"', at)
-        self.static = tuple("".join(column) for column in columns)
+        self.static = tuple("".join(column).encode() for column in columns)
 
 
 class SnapshotRenderer:
@@ -366,13 +366,14 @@ class SnapshotRenderer:
         self._version = version
         self._cache: dict[int, _AddonLines] = {}
 
-    def render(self, snapshot: Snapshot, now: float) -> str:
-        lines: Lines = {family.name: [] for family in FAMILIES}
+    def render(self, snapshot: Snapshot, now: float, trailer: bytes = b"") -> bytes:
+        """The exposition of ``snapshot`` at scrape time ``now``, followed by ``trailer``."""
+        lines: Lines = {family.name: [] for family in FAMILIES if family.name not in _STATIC_INDEX}
         lines[UP.name].append(sample(UP.name, "", 1 if snapshot.up else 0))
         lines[BUILD_INFO.name].append(sample(BUILD_INFO.name, label_set(("version",), (self._version,)), 1))
 
         cache: dict[int, _AddonLines] = {}
-        rows: list[tuple[str, ...]] = []
+        rows: list[tuple[bytes, ...]] = []
         age, next_run, previous_run, missed = (
             lines[BACKUP_AGE.name],
             lines[SCHEDULE_NEXT.name],
@@ -402,18 +403,32 @@ class SnapshotRenderer:
                 tally[1] += 1
         self._cache = cache
 
-        # One column per family, every addon's fragment of it in addon order.
-        for family, column in zip(STATIC_FAMILIES, zip(*rows, strict=True) if rows else (), strict=False):
-            lines[family.name].append("".join(column))
         for project, (covered, known) in sorted(coverage.items()):
             lines[COVERAGE_RATIO.name].append(
                 sample(COVERAGE_RATIO.name, label_set(("project",), (project,)), covered / known)
             )
         _destinations(snapshot, lines)
-        _account_refreshes(snapshot, lines)
-        return "".join(
-            family.header + "".join(lines[family.name]) for family in FAMILIES if any(lines[family.name])
-        )
+        account_refreshes = _account_refreshes(snapshot)
+
+        # One join for the whole body: a large fleet's exposition is megabytes, and every intermediate
+        # copy of it costs as much as the rest of the scrape.
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in STATIC_FAMILIES]
+        parts: list[bytes] = []
+        for family in FAMILIES:
+            index = _STATIC_INDEX.get(family.name)
+            if index is None:
+                text = "".join(lines[family.name])
+                if text:
+                    parts += (family.header.encode(), text.encode())
+                continue
+            column = columns[index]
+            extra = account_refreshes if family is LAST_REFRESH else b""
+            if extra or any(column):
+                parts.append(family.header.encode())
+                parts.extend(column)
+                parts.append(extra)
+        parts.append(trailer)
+        return b"".join(parts)
 
 
 def _destinations(snapshot: Snapshot, lines: Lines) -> None:
@@ -440,8 +455,8 @@ def _destinations(snapshot: Snapshot, lines: Lines) -> None:
             lines[DESTINATION_LAST.name].append(sample(DESTINATION_LAST.name, f"{labels},{where}", at))
 
 
-def _account_refreshes(snapshot: Snapshot, lines: Lines) -> None:
-    out = lines[LAST_REFRESH.name]
+def _account_refreshes(snapshot: Snapshot) -> bytes:
+    out: list[str] = []
     if snapshot.projects_at is not None:
         out.append(sample(LAST_REFRESH.name, 'project="",addon="",resource="projects"', snapshot.projects_at))
     for project in sorted(snapshot.projects.values(), key=lambda p: p.id):
@@ -462,3 +477,4 @@ def _account_refreshes(snapshot: Snapshot, lines: Lines) -> None:
         out.append(
             sample(LAST_REFRESH.name, 'project="",addon="",resource="destination_backups"', min(times))
         )
+    return "".join(out).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
@@ -27,7 +28,12 @@ async def test_promtool_check_metrics_is_silent(scenario: str) -> None:
         await exporter.scheduler.refresh()
         text = await exporter.scrape_text()
     assert "northflank_addon_info{" in text
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")

@@ -74,7 +74,7 @@ class _Scrapes:
         self.renderer = renderer or SnapshotRenderer(schedule_grace_seconds=7200, version="1.2.3")
 
     def text(self) -> str:
-        return self.renderer.render(self.snapshot, self.clock.now())
+        return self.renderer.render(self.snapshot, self.clock.now()).decode()
 
     def get_sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         return value(parse_samples(self.text()), name, **(labels or {}))
