@@ -97,7 +97,9 @@ class Exporter:
 
     def render_metrics(self) -> bytes:
         """The snapshot's families, then the exporter's own instruments (API requests, errors...)."""
-        return self.renderer.render(self.store.current, self._clock.now(), trailer=generate_latest(self.registry))
+        return self.renderer.render(
+            self.store.current, self._clock.now(), trailer=generate_latest(self.registry)
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve and poll until ``stop`` is set. Raises OSError if the listen address cannot be bound."""
