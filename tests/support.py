@@ -98,15 +98,17 @@ async def running_exporter(
     token: str,
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None = None,
+    planner: bool = False,
     **settings: Any,
 ) -> AsyncIterator[RunningExporter]:
-    """An Exporter serving on 127.0.0.1 (a free port), refreshed only when the test asks."""
+    """An Exporter serving on 127.0.0.1 (a free port), refreshed only when the test asks, or by its own
+    planner with ``planner=True`` (then ``scheduler.refresh`` is not available)."""
     config = dataclasses.replace(
         Settings(listen_address=ListenAddress("127.0.0.1", 0), api_url=api_url, token=SecretStr(token)),
         **settings,
     )
     scheduler = ManualScheduler()
-    exporter = Exporter(config, clock=clock, transport=transport, scheduler=scheduler)
+    exporter = Exporter(config, clock=clock, transport=transport, scheduler=None if planner else scheduler)
     stop = asyncio.Event()
     task = asyncio.create_task(exporter.run(stop))
     started = asyncio.create_task(exporter.started.wait())

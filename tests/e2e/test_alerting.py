@@ -35,7 +35,9 @@ from tests.e2e.binaries import (
     ALERTS_FILE,
     EXAMPLE_ALERTMANAGER_CONFIG,
     RULES_FILE,
+    dashboard_expressions,
     require_binary,
+    substitute_grafana_variables,
 )
 from tests.support import RunningExporter, free_port, running_exporter
 
@@ -157,9 +159,13 @@ async def stack(tmp_path: Path, receiver: tuple[Receiver, str]) -> AsyncIterator
     simulator = Simulator.from_scenario("e2e", clock=clock, token=TOKEN)
     async with (
         serve(simulator) as api_url,
-        running_exporter(api_url=api_url, token=TOKEN, clock=clock) as exporter,
+        running_exporter(api_url=api_url, token=TOKEN, clock=clock, planner=True) as exporter,
     ):
-        await exporter.scheduler.refresh()
+        # The exporter as it runs in production: its own planner reads the API, within its budget.
+        async def ready() -> bool:
+            return (await exporter.http.get(f"{exporter.url}/-/ready")).status_code == 200
+
+        await _until(ready, deadline=60, what="the exporter's first refresh", logs=[])
         am_port, prom_port = free_port(), free_port()
         _shortened_rules(ALERTS_FILE, tmp_path / "alerts.yml")
         _shortened_rules(RULES_FILE, tmp_path / "rules.yml")
@@ -269,3 +275,26 @@ async def test_exactly_the_expected_alerts_reach_the_receiver(stack: Stack) -> N
     names = {a["labels"]["alertname"]: a["labels"]["severity"] for a in stack.receiver.alerts}
     assert names["NorthflankBackupFailingRepeatedly"] == "critical"
     assert names["NorthflankBackupNoSchedule"] == "warning"
+
+
+async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    http = stack.exporter.http
+
+    async def scraped_twice() -> bool:
+        # rate() and increase() need two samples in their window.
+        response = await http.get(
+            f"{stack.prometheus}/api/v1/query", params={"query": "count_over_time(northflank_up[1m])"}
+        )
+        result = response.json()["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) >= 3
+
+    await _until(scraped_twice, deadline=60, what="three scrapes", logs=stack.logs)
+    empty = []
+    for expression in dashboard_expressions():
+        query = substitute_grafana_variables(expression.expr)
+        response = await http.get(f"{stack.prometheus}/api/v1/query", params={"query": query})
+        body = response.json()
+        assert body["status"] == "success", f"{expression.source}: {body}"
+        if not body["data"]["result"]:
+            empty.append(expression.source)
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
