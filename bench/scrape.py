@@ -187,7 +187,8 @@ def main() -> None:
     print(
         f"{BACKUPS_PER_ADDON} retained backups per addon; median over {args.scrapes} scrapes (5000: fewer)."
     )
-    header = f"{'addons':>7} | {'approach':<23} | {'render ms':>9} | {'exposition':>10} | {'RSS MB':>7} | {'peak MB':>7}"
+    columns = ("render ms", "exposition", "RSS MB", "peak MB")
+    header = f"{'addons':>7} | {'approach':<23} | " + " | ".join(f"{c:>10}" for c in columns)
     print(header)
     print("-" * len(header))
     for addons in (int(size) for size in args.sizes.split(",")):
@@ -196,10 +197,10 @@ def main() -> None:
         plain = _run_worker(addons, True, max(3, scrapes // 3))
         for name, result in (("SnapshotRenderer", ours), ("Gauge + generate_latest", plain)):
             print(
-                f"{addons:>7} | {name:<23} | {result['median_ms']:>9.1f} | "
-                f"{result['bytes'] / 2**20:>8.2f}MB | {result['rss_mb']:>7.1f} | {result['peak_mb']:>7.1f}"
+                f"{addons:>7} | {name:<23} | {result['median_ms']:>10.1f} | "
+                f"{result['bytes'] / 2**20:>8.2f}MB | {result['rss_mb']:>10.1f} | {result['peak_mb']:>10.1f}"
             )
-        print(f"{'':>7} | {'speed-up':<23} | {plain['median_ms'] / ours['median_ms']:>8.1f}x |")
+        print(f"{'':>7} | {'speed-up':<23} | {plain['median_ms'] / ours['median_ms']:>9.1f}x |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__
+from exporter.check import check_config
 from exporter.clock import SystemClock
 from exporter.config import ConfigError, Settings, load_settings
 from exporter.logs import configure_logging
@@ -24,6 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"northflank-backup-exporter: error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    if settings.config_check:
+        return asyncio.run(check_config(settings, clock=SystemClock()))
     try:
         return asyncio.run(_run(settings))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from exporter import __version__
+from exporter.webconfig import WebConfigError, load_web_config
 
 DEFAULT_API_URL = "https://api.northflank.com"
 DEFAULT_LISTEN_ADDRESS = ":10150"
@@ -78,11 +79,27 @@ class Settings:
     api_url: str = DEFAULT_API_URL
     token: SecretStr | None = None
     teams: tuple[str, ...] = ()
-    refresh_interval: float = 300.0
+    #: DEPRECATED --northflank.refresh-interval: when set, a complete pass every interval (no planner).
+    refresh_interval: float | None = None
+    #: Requests per rolling hour; None: half the x-ratelimit-limit the API announces (500 until then).
+    request_budget: int | None = None
+    #: Below this share of the account's rate limit left, only essential refreshes go out.
+    rate_limit_reserve: float = 0.2
+    #: The longest an addon's backups may go unread; None: as often as the budget allows, at most hourly.
+    max_staleness: float | None = None
+    discovery_interval: float = 1800.0
+    schedules_interval: float = 3600.0
+    restores_interval: float = 3600.0
     request_timeout: float = 10.0
     concurrency: int = 4
     schedule_grace: float = 7200.0
     demo: bool = False
+    #: --web.config.file (exporter-toolkit format), checked by load_settings; None: plain HTTP, no auth.
+    web_config_file: Path | None = None
+    #: --config.check: validate, make one request to the API, report and exit.
+    config_check: bool = False
+    #: Warnings about the configuration, logged once logging is set up.
+    warnings: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,10 +157,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="Team id for an organisation-scoped token (/v1/teams/{teamId}/...). Repeatable.",
     )
     add(
+        "--northflank.request-budget",
+        dest="request_budget",
+        default="auto",
+        help="API requests the exporter may send in any rolling hour (every page and retry counts). "
+        "auto: half the limit the API announces in x-ratelimit-limit (500 of the default 1000).",
+    )
+    add(
+        "--northflank.rate-limit-reserve",
+        dest="rate_limit_reserve",
+        type=float,
+        default=0.2,
+        help="When the account's remaining requests (x-ratelimit-remaining) fall below this share of its "
+        "limit, only essential refreshes (scheduled runs, backups in progress) go out until the window "
+        "resets: the rest of the account (CI/CD, people) keeps what is left.",
+    )
+    add(
+        "--northflank.max-staleness",
+        dest="max_staleness",
+        default="auto",
+        help="The longest an addon's backups may go unread, whatever its schedules say (manual backups "
+        "are seen this way). auto: as often as the floor's share of the budget allows, at most hourly.",
+    )
+    add(
+        "--northflank.discovery-interval",
+        dest="discovery_interval",
+        default="30m",
+        help="How often to list projects, addons and backup destinations (stretched when the fleet is too "
+        "big for the budget).",
+    )
+    add(
+        "--northflank.schedules-interval",
+        dest="schedules_interval",
+        default="1h",
+        help="How often to re-read each addon's backup schedules (stretched like discovery).",
+    )
+    add(
+        "--northflank.restores-interval",
+        dest="restores_interval",
+        default="1h",
+        help="How often to re-read each addon's restores (stretched like discovery).",
+    )
+    add(
         "--northflank.refresh-interval",
         dest="refresh_interval",
-        default="5m",
-        help="How often to read everything from the API.",
+        default=None,
+        help="DEPRECATED: read everything every interval instead of planning refreshes within the request "
+        "budget. Unset by default; remove it to use the planner.",
     )
     add(
         "--northflank.timeout",
@@ -163,6 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
         dest="schedule_grace",
         default="2h",
         help="How long after a scheduled run a backup may start before the run counts as missed.",
+    )
+    add(
+        "--web.config.file",
+        dest="web_config_file",
+        default="",
+        help="Path to a configuration file that can enable TLS, basic auth and response headers "
+        "(the exporter-toolkit web config format, as `promtool check web-config` checks it).",
+    )
+    add(
+        "--northflank.token",
+        dest="token_flag",
+        default=None,
+        help="The API token itself. Discouraged: the command line is visible to every user of the machine "
+        "(ps, /proc); use --northflank.token-file or NF_API_TOKEN.",
+    )
+    add(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="Check the flags, the token and the connection to the API (one request), say what was found, "
+        "and exit: 0 when the exporter would work, 1 when the API refuses or cannot be reached.",
     )
     add("--version", action="version", version=f"%(prog)s {__version__}")
     add(
@@ -199,6 +280,32 @@ def _read_token(args: argparse.Namespace, environ: Mapping[str, str]) -> SecretS
     return None
 
 
+def _web_config_file(text: str) -> Path | None:
+    """The --web.config.file path, after reading and checking the file (and its certificate and key)."""
+    if not text:
+        return None
+    path = Path(text)
+    try:
+        load_web_config(path)
+    except WebConfigError as error:
+        raise ConfigError(f"--web.config.file: {error}") from None
+    return path
+
+
+def _request_budget(text: str) -> int | None:
+    if text.strip() == "auto":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ConfigError(f"--northflank.request-budget: must be auto or a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _max_staleness(text: str) -> float | None:
+    if text.strip() == "auto":
+        return None
+    return _duration("--northflank.max-staleness", text, minimum=60)
+
+
 def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
     """Parse flags and environment. argparse itself exits with status 2 on an unknown flag."""
     args = build_parser().parse_args(argv)
@@ -217,7 +324,19 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         raise ConfigError(f"Northflank API URL must start with http:// or https://, got {api_url!r}")
     if args.concurrency < 1:
         raise ConfigError("--northflank.concurrency: must be at least 1")
+    if not 0 <= args.rate_limit_reserve < 1:
+        raise ConfigError(
+            f"--northflank.rate-limit-reserve: must be a fraction in [0, 1), got {args.rate_limit_reserve:g}"
+        )
     token = _read_token(args, environ)
+    warnings: list[str] = []
+    if args.token_flag:
+        warnings.append(
+            "the API token was passed on the command line (--northflank.token), where every user of this "
+            "machine can read it; use --northflank.token-file or NF_API_TOKEN instead"
+        )
+        if token is None:
+            token = SecretStr(args.token_flag.strip())
     if token is None and not args.demo:
         raise ConfigError(
             "no Northflank API token: set NF_API_TOKEN (or NORTHFLANK_API_TOKEN), or pass "
@@ -226,6 +345,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
     for team in args.teams:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", team):
             raise ConfigError(f"--northflank.team: invalid team id {team!r}")
+    web_config_file = _web_config_file(args.web_config_file)
     return Settings(
         listen_address=listen,
         telemetry_path=args.telemetry_path,
@@ -234,9 +354,22 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         api_url=api_url,
         token=token,
         teams=tuple(args.teams),
-        refresh_interval=_duration("--northflank.refresh-interval", args.refresh_interval, minimum=1),
+        refresh_interval=(
+            None
+            if args.refresh_interval is None
+            else _duration("--northflank.refresh-interval", args.refresh_interval, minimum=1)
+        ),
+        request_budget=_request_budget(args.request_budget),
+        rate_limit_reserve=args.rate_limit_reserve,
+        max_staleness=_max_staleness(args.max_staleness),
+        discovery_interval=_duration("--northflank.discovery-interval", args.discovery_interval, minimum=60),
+        schedules_interval=_duration("--northflank.schedules-interval", args.schedules_interval, minimum=60),
+        restores_interval=_duration("--northflank.restores-interval", args.restores_interval, minimum=60),
         request_timeout=_duration("--northflank.timeout", args.request_timeout, minimum=0.1),
         concurrency=args.concurrency,
         schedule_grace=_duration("--backup.schedule-grace", args.schedule_grace, minimum=0),
         demo=args.demo,
+        web_config_file=web_config_file,
+        config_check=args.config_check,
+        warnings=tuple(warnings),
     )

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from exporter.config import ListenAddress
 from exporter.exposition import CONTENT_TYPE
 from exporter.snapshot import Snapshot
+from exporter.webconfig import WebConfig, WebSecurityMiddleware
 
 _LANDING = """<!DOCTYPE html>
 <html lang="en">
@@ -48,7 +50,9 @@ def create_app(
     telemetry_path: str,
     version: str,
     demo: bool = False,
+    web_config: WebConfig | None = None,
 ) -> Starlette:
+    """The app; with ``web_config``, its basic auth, headers and rate limit cover every path."""
     banner = (
         "<p><strong>DEMO MODE: every value here comes from a built-in simulator, not from Northflank."
         "</strong></p>"
@@ -85,7 +89,8 @@ def create_app(
             Route(telemetry_path, metrics),
             Route("/-/healthy", healthy),
             Route("/-/ready", ready),
-        ]
+        ],
+        middleware=[Middleware(WebSecurityMiddleware, config=web_config)] if web_config else None,
     )
 
 
@@ -93,13 +98,26 @@ def bind_socket(address: ListenAddress) -> socket.socket:
     """Bind the listening socket up front so that a taken port is an error we can word, not an exit."""
     try:
         if address.host in ("", "::") and socket.has_dualstack_ipv6():
-            sock = socket.create_server(("", address.port), family=socket.AF_INET6, dualstack_ipv6=True)
+            family, sockaddr, dualstack = socket.AF_INET6, ("", address.port), True
         else:
             infos = socket.getaddrinfo(
                 address.host or "0.0.0.0", address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
-            family, _, _, _, sockaddr = infos[0]
-            sock = socket.create_server(sockaddr[:2], family=family)
+            family, _, _, _, resolved = infos[0]
+            sockaddr, dualstack = (str(resolved[0]), int(resolved[1])), False
+        # Built by hand rather than by socket.create_server: asyncio sets TCP_NODELAY on accepted
+        # connections only when the listening socket says IPPROTO_TCP, and without it every response
+        # after the first on a kept-alive scrape connection waits ~40 ms for delayed ACKs.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dualstack else 1)
+            sock.bind(sockaddr)
+            sock.listen(socket.SOMAXCONN)
+        except OSError:
+            sock.close()
+            raise
     except OSError as error:
         raise OSError(f"cannot listen on {address}: {error.strerror or error}") from None
     sock.setblocking(False)

@@ -52,7 +52,9 @@ class BackupSummary:
     last_completed_duration_seconds: float | None = None
     last_failed_at: float | None = None
     consecutive_failures: int = 0
-    completed_size_bytes: int = 0
+    #: None when a completed backup's size is unknown (not a number): a total that silently counted it
+    #: as 0 would understate the retained size, down to 0 bytes when every size is unreadable.
+    completed_size_bytes: int | None = 0
     oldest_completed_at: float | None = None
     in_progress_started_at: float | None = None
     last_initiated_at: float | None = None
@@ -83,12 +85,17 @@ def summarize_backups(backups: Sequence[Backup]) -> BackupSummary:
         last_completed_duration_seconds=last.duration_seconds if last is not None else None,
         last_failed_at=max((_finished_at(b) for b in failures), default=None),
         consecutive_failures=consecutive,
-        completed_size_bytes=sum(b.config.size or 0 for b in completed),
+        completed_size_bytes=_total_size(completed),
         oldest_completed_at=min((_finished_at(b) for b in completed), default=None),
         in_progress_started_at=min((b.created_at.timestamp() for b in running), default=None),
         last_initiated_at=max((b.created_at.timestamp() for b in backups), default=None),
         typical_duration_seconds=_typical_duration(completed),
     )
+
+
+def _total_size(completed: Sequence[Backup]) -> int | None:
+    sizes = [b.config.size for b in completed]
+    return None if None in sizes else sum(s for s in sizes if s is not None)
 
 
 #: How many of the newest completed backups the typical duration is learned from.

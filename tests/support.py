@@ -167,3 +167,14 @@ def simulator_process(*args: str, env: Mapping[str, str] | None = None) -> Itera
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def max_in_rolling_hour(times: list[float]) -> int:
+    """The most requests in any window [t, t + 1h) (as the simulator's request log counts them)."""
+    ordered = sorted(times)
+    best, first = 0, 0
+    for last, t in enumerate(ordered):
+        while ordered[first] <= t - 3600.0:
+            first += 1
+        best = max(best, last - first + 1)
+    return best

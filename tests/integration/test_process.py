@@ -115,3 +115,33 @@ def test_port_in_use_is_one_error_line_and_exit_1(simulator_url: str) -> None:
     assert len(errors) == 1
     assert f"cannot listen on 127.0.0.1:{port}" in errors[0]
     assert "Traceback" not in err
+
+
+def test_config_check_makes_one_request_and_exits(simulator_url: str) -> None:
+    proc = _start(["--config.check"], {"NF_API_HOST": simulator_url, "NF_API_TOKEN": TOKEN})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.startswith(f"configuration OK: {simulator_url} accepted the token; 2 project(s) visible")
+    requests = httpx.get(f"{simulator_url}/_simulator/requests", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert len(requests.json()["data"]["requests"]) == 1
+    assert TOKEN not in out + err
+
+
+def test_config_check_reports_a_rejected_token_and_exits_1(simulator_url: str) -> None:
+    proc = _start(["--config.check"], {"NF_API_HOST": simulator_url, "NF_API_TOKEN": "wrong-token-1c9e"})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert out.count("\n") == 1
+    assert out.startswith("configuration check failed: /v1/projects: authentication failed")
+    assert "(auth)" in out
+    assert "wrong-token-1c9e" not in out + err
+
+
+def test_token_on_the_command_line_works_with_a_warning(simulator_url: str) -> None:
+    proc = _start(["--config.check", f"--northflank.token={TOKEN}"], {"NF_API_HOST": simulator_url})
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "level=warn" in line]
+    assert len(warnings) == 1
+    assert "--northflank.token" in warnings[0]
+    assert TOKEN not in err

@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from exporter.app import make_scheduler
+from exporter.budget import RequestBudget
 from exporter.cli import main
-from exporter.config import ConfigError, ListenAddress, load_settings, parse_duration
+from exporter.clock import FixedClock
+from exporter.config import ConfigError, ListenAddress, build_parser, load_settings, parse_duration
+from exporter.planner import Planner
+from exporter.poller import FixedIntervalScheduler
 
 ENV = {"NF_API_TOKEN": "nf-test-token"}
 
@@ -17,7 +22,12 @@ def test_defaults() -> None:
     assert s.listen_address == ListenAddress("", 10150)
     assert s.telemetry_path == "/metrics"
     assert s.api_url == "https://api.northflank.com"
-    assert s.refresh_interval == 300
+    # No fixed interval: the planner decides, within half the announced rate limit.
+    assert s.refresh_interval is None
+    assert s.request_budget is None
+    assert s.rate_limit_reserve == 0.2
+    assert s.max_staleness is None
+    assert (s.discovery_interval, s.schedules_interval, s.restores_interval) == (1800, 3600, 3600)
     assert s.schedule_grace == 7200
     assert s.token is not None
     assert s.token.get_secret_value() == "nf-test-token"
@@ -76,6 +86,11 @@ def test_flags() -> None:
         (["--northflank.token-file=/nonexistent/token"], ENV, "cannot read"),
         (["--northflank.team=bad/team"], ENV, "--northflank.team"),
         (["--northflank.concurrency=0"], ENV, "--northflank.concurrency"),
+        (["--northflank.request-budget=0"], ENV, "--northflank.request-budget"),
+        (["--northflank.request-budget=lots"], ENV, "--northflank.request-budget"),
+        (["--northflank.rate-limit-reserve=1"], ENV, "--northflank.rate-limit-reserve"),
+        (["--northflank.max-staleness=10s"], ENV, "--northflank.max-staleness"),
+        (["--northflank.schedules-interval=soon"], ENV, "--northflank.schedules-interval"),
         ([], {"NF_API_TOKEN": "t", "NF_API_HOST": "api.northflank.com"}, "http:// or https://"),
     ],
 )
@@ -123,3 +138,32 @@ def test_token_never_in_settings_repr() -> None:
     s = load_settings([], {"NF_API_TOKEN": "nf-secret-token-value"})
     assert "nf-secret-token-value" not in repr(s)
     assert "nf-secret-token-value" not in str(s)
+
+
+def test_budget_flags() -> None:
+    s = load_settings(
+        [
+            "--northflank.request-budget=300",
+            "--northflank.rate-limit-reserve=0.3",
+            "--northflank.max-staleness=2h",
+            "--northflank.discovery-interval=1h",
+            "--northflank.schedules-interval=6h",
+            "--northflank.restores-interval=12h",
+        ],
+        ENV,
+    )
+    assert (s.request_budget, s.rate_limit_reserve, s.max_staleness) == (300, 0.3, 7200)
+    assert (s.discovery_interval, s.schedules_interval, s.restores_interval) == (3600, 21600, 43200)
+    assert load_settings(["--northflank.request-budget=auto", "--northflank.max-staleness=auto"], ENV) == (
+        load_settings([], ENV)
+    )
+
+
+def test_deprecated_refresh_interval_still_selects_the_fixed_interval_mode() -> None:
+    assert "DEPRECATED" in " ".join(build_parser().format_help().split())
+    clock = FixedClock(0)
+    budget = RequestBudget(clock=clock)
+    fixed = load_settings(["--northflank.refresh-interval=5m"], ENV)
+    assert fixed.refresh_interval == 300
+    assert isinstance(make_scheduler(fixed, budget=budget, clock=clock), FixedIntervalScheduler)
+    assert isinstance(make_scheduler(load_settings([], ENV), budget=budget, clock=clock), Planner)

@@ -67,6 +67,16 @@ def test_never_completed_counts_every_failure() -> None:
     assert s.consecutive_failures == 3
 
 
+def test_a_completed_backup_of_unknown_size_makes_the_total_unknown_not_smaller() -> None:
+    s = summarize_backups([backup(0, size="500"), backup(60, size="12 MB"), backup(120, "failed", size="x")])
+    assert s.last_completed_size_bytes is None
+    assert s.completed_size_bytes is None
+    # Sizes of backups that did not complete do not matter to the total.
+    assert (
+        summarize_backups([backup(0, size="500"), backup(60, "failed", size="x")]).completed_size_bytes == 500
+    )
+
+
 def test_unknown_status_is_counted_as_unknown_not_dropped() -> None:
     s = summarize_backups([backup(0, "exploded")])
     assert s.counts[BackupStatus.UNKNOWN] == 1
