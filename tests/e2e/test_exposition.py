@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from exporter.clock import FixedClock
+from exporter.clock import FixedClock, SystemClock
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
-from tests.e2e.binaries import require_binary
+from tests.e2e.binaries import recorded_metric_names, require_binary, used_metric_names
 from tests.support import running_exporter
 
 TOKEN = "nf-exposition-token"
@@ -37,3 +37,31 @@ async def test_promtool_check_metrics_is_silent(scenario: str) -> None:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+async def test_every_metric_the_rules_and_dashboard_use_is_exposed() -> None:
+    """Names checked against what a real exporter (with its planner) serves, not against a list."""
+    clock = SystemClock()
+    simulator = Simulator.from_scenario("e2e", clock=clock, token=TOKEN)
+    async with (
+        serve(simulator) as api_url,
+        running_exporter(api_url=api_url, token=TOKEN, clock=clock, planner=True) as exporter,
+    ):
+        # Ready means all but the restores were read; wait until they are too (every addon's listing).
+        addons = len(simulator.fleet.addons)
+        async with asyncio.timeout(60):
+            while True:
+                samples = await exporter.scrape()
+                restores = [
+                    labels
+                    for name, labels in samples
+                    if name == "northflank_exporter_last_refresh_timestamp_seconds"
+                    and ("resource", "restores") in labels
+                ]
+                if len(restores) == addons:
+                    break
+                await asyncio.sleep(0.1)
+        exposed = {name for name, _ in samples}
+    used = used_metric_names()
+    missing = sorted(used - exposed - recorded_metric_names() - {"up"})
+    assert missing == []
