@@ -12,9 +12,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -178,3 +180,38 @@ def max_in_rolling_hour(times: list[float]) -> int:
             first += 1
         best = max(best, last - first + 1)
     return best
+
+
+@contextlib.contextmanager
+def background_process(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A program (Prometheus, Alertmanager...) running for the block, its output in ``log_path``."""
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app written in a test with uvicorn on 127.0.0.1 (a free port); yields its URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_config=None, lifespan="off")
+    )
+    server.config.load()
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # uvicorn offers no event for it
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task

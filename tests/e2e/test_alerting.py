@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,7 +37,7 @@ from tests.e2e.binaries import (
     require_binary,
     substitute_grafana_variables,
 )
-from tests.support import RunningExporter, free_port, running_exporter
+from tests.support import RunningExporter, background_process, free_port, running_exporter, serve_asgi
 
 pytestmark = pytest.mark.e2e
 
@@ -74,20 +72,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         return Response(status_code=200)
 
     app = Starlette(routes=[Route("/alerts/{receiver}", hook, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_config=None, lifespan="off")
-    )
-    server.config.load()
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield received, f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(app) as url:
+        yield received, url
 
 
 def _shortened_rules(source: Path, target: Path) -> None:
@@ -102,21 +88,6 @@ def _alertmanager_config(webhook: str, target: Path) -> None:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = re.sub(r"^https?://[^/]+", webhook, hook["url"])
     target.write_text(yaml.safe_dump(config), encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 async def _safely(condition: Any) -> bool:
@@ -180,7 +151,7 @@ async def stack(tmp_path: Path, receiver: tuple[Receiver, str]) -> AsyncIterator
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config), encoding="utf-8")
         logs = [tmp_path / "alertmanager.log", tmp_path / "prometheus.log"]
         with (
-            _process(
+            background_process(
                 [
                     alertmanager_bin,
                     f"--config.file={tmp_path / 'alertmanager.yml'}",
@@ -190,7 +161,7 @@ async def stack(tmp_path: Path, receiver: tuple[Receiver, str]) -> AsyncIterator
                 ],
                 logs[0],
             ),
-            _process(
+            background_process(
                 [
                     prometheus_bin,
                     f"--config.file={tmp_path / 'prometheus.yml'}",

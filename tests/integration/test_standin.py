@@ -9,21 +9,19 @@ is worked out by hand from those payloads, in the comments.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from exporter.clock import FixedClock
-from tests.support import Samples, free_port, running_exporter, value
+from tests.support import Samples, running_exporter, serve_asgi, value
 
 TOKEN = "standin-token-3e8d1"
 ACCESS_KEY = "AKIASTANDINACCESS"
@@ -241,21 +239,8 @@ def standin_app() -> Starlette:
 
 @pytest.fixture
 async def standin() -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(standin_app(), host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
-    server.config.load()
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # uvicorn offers no event for it
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(standin_app()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -23,7 +23,15 @@ from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
 from tests.e2e.binaries import require_binary
 from tests.pki import Pki, issue, make_pki
-from tests.support import free_port, parse_samples, running_exporter, simulator_process, value, wait_until
+from tests.support import (
+    background_process,
+    free_port,
+    parse_samples,
+    running_exporter,
+    simulator_process,
+    value,
+    wait_until,
+)
 
 Refresh = Callable[[], Awaitable[None]]
 START = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
@@ -324,7 +332,7 @@ async def test_a_real_prometheus_scrapes_over_https_with_basic_auth(pki: Pki, tm
             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ]
-        with _process(args, log_path):
+        with background_process(args, log_path):
             health = await _target_health(f"http://127.0.0.1:{prom_port}", log_path)
             async with httpx.AsyncClient(timeout=5) as http:
                 query = await http.get(
@@ -360,14 +368,3 @@ async def _target_health(prometheus: str, log_path: Path) -> dict[str, tuple[str
 
 def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
-
-
-@contextlib.contextmanager
-def _process(args: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
