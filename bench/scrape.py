@@ -90,9 +90,9 @@ def build_snapshot(addons: int) -> Snapshot:
         index = int(key[1].removeprefix("addon-"))
         # Parsed from JSON as the client parses it, then summarised and dropped, as the poller does.
         backups = _BACKUPS.validate_python(_backups_payload(index))
-        snapshot = snapshot.with_addon_backups(key, summarize_backups(backups), at)
+        snapshot = snapshot.with_addon_backups(key, summarize_backups(backups, now=at), at)
         snapshot = snapshot.with_addon_schedules(key, summarize_schedules([schedule]), at)
-        snapshot = snapshot.with_addon_restores(key, summarize_restores(restores), at)
+        snapshot = snapshot.with_addon_restores(key, summarize_restores(restores, now=at), at)
     return snapshot.with_ready()
 
 

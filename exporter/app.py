@@ -5,25 +5,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic import SecretStr
+from starlette.types import ASGIApp
 
 from exporter import __version__
+from exporter.apitoken import ApiToken, ReloadableToken
 from exporter.budget import BudgetCollector, RequestBudget
 from exporter.clock import Clock
 from exporter.collector import SnapshotRenderer
 from exporter.config import Settings
+from exporter.connections import (
+    ConnectionCollector,
+    ConnectionGuard,
+    connection_limit,
+    fd_reserve,
+    quiet_accept_errors,
+)
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.metrics import ApiMetrics
 from exporter.planner import Planner, PlannerCollector, PlannerSettings
 from exporter.poller import FixedIntervalScheduler, Refresher, RefreshScheduler
 from exporter.server import bind_socket, create_app
 from exporter.snapshot import SnapshotStore
-from exporter.webconfig import UvicornConfig, load_web_config, log_web_config
+from exporter.webconfig import (
+    UvicornConfig,
+    WebConfigError,
+    WebSecurityMiddleware,
+    load_web_config,
+    log_web_config,
+    reload_tls,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +86,7 @@ class Exporter:
         *,
         clock: Clock,
         transport: httpx.AsyncBaseTransport | None = None,
-        token: SecretStr | None = None,
+        token: ApiToken | None = None,
         api_url: str | None = None,
         scheduler: RefreshScheduler | None = None,
     ) -> None:
@@ -81,6 +97,7 @@ class Exporter:
         resolved_token = token or settings.token
         if resolved_token is None:
             raise ValueError("an API token is required")
+        self._token = resolved_token
         # Every request, retries and pages included, passes the budget: whatever the scheduler.
         self.budget = RequestBudget(
             clock=clock, budget=settings.request_budget, reserve=settings.rate_limit_reserve
@@ -112,18 +129,35 @@ class Exporter:
         self.web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
         if self.web_config is not None:
             log_web_config(self.web_config)
-        self.app = create_app(
+        #: the web config TLS was set up with: SIGHUP can renew its certificate, not change the rest
+        self._started_web_config = self.web_config
+        routes = create_app(
             render_metrics=self.render_metrics,
             snapshot=lambda: self.store.current,
             telemetry_path=settings.telemetry_path,
             version=__version__,
             demo=settings.demo,
-            web_config=self.web_config,
         )
+        # Basic auth, headers and rate limit wrap the whole app here, where SIGHUP can swap them.
+        self.security = WebSecurityMiddleware(routes, self.web_config) if self.web_config else None
+        self.app: ASGIApp = self.security if self.security is not None else routes
+        # Bounded below the open files limit so that a full HTTP side leaves the poller its descriptors.
+        max_connections, lowered = connection_limit(
+            settings.max_connections, reserve=fd_reserve(settings.concurrency)
+        )
+        if lowered is not None:
+            log.warning("%s", lowered)
+        self.connections = ConnectionGuard(max_connections)
+        self.registry.register(ConnectionCollector(self.connections))
         self._server = _Server(
             UvicornConfig(
                 self.app,
                 web_config=self.web_config,
+                # h11 whatever else is installed: the read timeout follows its connection states.
+                http="h11",
+                read_timeout=settings.read_timeout,
+                timeout_keep_alive=settings.idle_timeout,
+                connections=self.connections,
                 host=settings.listen_address.host,
                 port=settings.listen_address.port,
                 log_config=None,
@@ -135,18 +169,67 @@ class Exporter:
         self.started = asyncio.Event()
         self.bound_port = 0
 
+    def reload(self) -> None:
+        """SIGHUP: read the token file and the web config again. The snapshot, the poller and the open
+        connections carry on; a web config that fails to load leaves the one in use, with one error line."""
+        log.info("SIGHUP: reading the token file and the web config again")
+        try:
+            if isinstance(self._token, ReloadableToken):
+                self._token.reload()  # logs a rotation or a problem itself, never the token
+            if self.settings.web_config_file is not None:
+                self._reload_web_config(self.settings.web_config_file)
+        except Exception as error:  # a signal handler must not end the process; the data is still good
+            log.error("reloading on SIGHUP failed (%s); carrying on as before", type(error).__name__)
+            log.debug("reloading on SIGHUP failed", exc_info=True)
+
+    def _reload_web_config(self, path: Path) -> None:
+        try:
+            config = load_web_config(path)
+            note = None
+            if self._started_web_config is not None:
+                note = reload_tls(getattr(self._server.config, "ssl", None), self._started_web_config, config)
+        except WebConfigError as error:
+            log.error("--web.config.file: %s; keeping the web config in use", error)
+            return
+        if self.security is not None:  # always, with a file: the middleware is there from the start
+            self.security.use(config)
+        self.web_config = config
+        log_web_config(config)
+        if note is not None:
+            log.warning("--web.config.file %s: %s", path, note)
+
     def render_metrics(self) -> bytes:
         """The snapshot's families, then the exporter's own instruments (API requests, errors...) and,
         with the planner, when each resource is next read."""
-        trailer = generate_latest(self.registry)
+        parts: list[tuple[str, Callable[[], bytes]]] = [
+            ("instruments", lambda: generate_latest(self.registry))
+        ]
         if isinstance(self.scheduler, Planner):
-            trailer += self.scheduler.render_next_refresh().encode()
+            planner = self.scheduler
+            parts.append(
+                (
+                    "northflank_exporter_next_refresh_timestamp_seconds",
+                    lambda: planner.render_next_refresh().encode(),
+                )
+            )
+        trailer = b""
+        # A part that cannot be written is left out and counted, never the whole page.
+        for family, part in parts:
+            try:
+                trailer += part()
+            except Exception as error:
+                self.renderer.errors.count(family, error)
         return self.renderer.render(self.store.current, self._clock.now(), trailer=trailer)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve and poll until ``stop`` is set. Raises OSError if the listen address cannot be bound."""
-        sock = bind_socket(self.settings.listen_address)
+        sock = bind_socket(
+            self.settings.listen_address,
+            guard=self.connections,
+            tls=self.web_config is not None and self.web_config.tls is not None,
+        )
         self.bound_port = sock.getsockname()[1]
+        loud_accept_errors = quiet_accept_errors(asyncio.get_running_loop())
         serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="web")
         polling = asyncio.create_task(self.scheduler.run(self.refresher, stop), name="poller")
         log.info("listening on %s, metrics at %s", self.settings.listen_address, self.settings.telemetry_path)
@@ -162,4 +245,5 @@ class Exporter:
                     asyncio.gather(serving, polling, return_exceptions=True), SHUTDOWN_SECONDS
                 )
             sock.close()
+            loud_accept_errors()
             await self.client.aclose()

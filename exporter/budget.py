@@ -17,6 +17,12 @@ to :meth:`RequestBudget.observe`. It enforces three rules, in this order:
    times of the requests sent (so there is no window boundary to burst across). Without a configured
    budget it is half the ``x-ratelimit-limit`` the API announces (500 until one is seen).
 
+The announced limit is input too: one outside :data:`MIN_PLAUSIBLE_LIMIT`..:data:`MAX_PLAUSIBLE_LIMIT`
+(an announced limit of 1 would leave the exporter one request an hour, one of 10^12 would let it spend
+the account's whole budget, and hold every ordinary request in the reserve) is warned about once and
+bounded, for the budget and the reserve alike. No hold (a 429's, an exhausted window's) lasts longer
+than the window.
+
 Which requests are essential is the caller's knowledge, not the client's: the planner runs each
 refresh inside :meth:`RequestBudget.track`, which marks the requests of that refresh (through a context
 variable, so the client needs no parameter for it) and counts them: the page count of a listing is what
@@ -56,6 +62,10 @@ DEFAULT_RESERVE = 0.2
 DEFAULT_RATE_LIMITED_SECONDS = 60.0
 #: A 429 is logged at WARNING at most once per this long (the rest at DEBUG: they are counted anyway).
 RATE_LIMITED_LOG_SECONDS = 300.0
+#: An announced limit outside this range (a tenth to ten times the documented 1000) is not believed: the
+#: nearest bound is used instead.
+MIN_PLAUSIBLE_LIMIT = 100
+MAX_PLAUSIBLE_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -97,6 +107,7 @@ class RequestBudget:
         self._blocked_until = -math.inf
         self._quiet_until = -math.inf
         self._announced: int | None = None
+        self._implausible_warned = False
 
     # -- what the budget is ---------------------------------------------------------------------------
 
@@ -133,7 +144,8 @@ class RequestBudget:
         until = self._blocked_until
         status = self._status
         if status is not None and (self._exhausted(now) or (not essential and self.in_reserve(now))):
-            until = max(until, status.reset_at)
+            # The client bounds reset_at already; a window is the most any header may hold us anyway.
+            until = max(until, min(status.reset_at, status.observed_at + self._window))
         self._expire(now)
         excess = len(self._sent) - self.limit
         if excess >= 0:
@@ -153,7 +165,9 @@ class RequestBudget:
         """Whether the account's remaining requests are below the reserve (only essential ones go)."""
         status = self._status
         return (
-            status is not None and now < status.reset_at and status.remaining < self._reserve * status.limit
+            status is not None
+            and now < status.reset_at
+            and status.remaining < self._reserve * _plausible(status.limit)
         )
 
     # -- the RequestGate protocol ---------------------------------------------------------------------
@@ -176,8 +190,11 @@ class RequestBudget:
     def observe(self, endpoint: str, status_code: int | None, rate_limit: RateLimitStatus | None) -> None:
         if rate_limit is not None:
             self._status = rate_limit
-            if rate_limit.limit > 0 and rate_limit.limit != self._announced:
-                self._announced = rate_limit.limit
+            announced = _plausible(rate_limit.limit)
+            if announced != rate_limit.limit:
+                self._implausible(rate_limit.limit, announced)
+            if announced != self._announced:
+                self._announced = announced
                 if self._configured is None:
                     log.info(
                         "the API announces %d requests per window; the exporter's budget is %d",
@@ -201,11 +218,30 @@ class RequestBudget:
             else:
                 log.debug("the Northflank API answered %s with 429", endpoint)
 
+    def _implausible(self, announced: int, used: int) -> None:
+        if self._implausible_warned:
+            log.debug("the API announces %d requests per window again; assuming %d", announced, used)
+            return
+        self._implausible_warned = True
+        log.warning(
+            "the API announces a rate limit of %d requests per window, outside the plausible %d to %d: "
+            "assuming %d for the request budget and the reserve (--northflank.request-budget sets the "
+            "budget); this is not logged again",
+            announced,
+            MIN_PLAUSIBLE_LIMIT,
+            MAX_PLAUSIBLE_LIMIT,
+            used,
+        )
+
     def rate_limited(self, retry_at: float | None) -> None:
         """A refresh was given up on a 429 whose wait was too long to sleep in the client: hold every
-        request until ``retry_at`` (``Retry-After``, else ``x-ratelimit-reset``; a minute without either)."""
+        request until ``retry_at`` (``Retry-After``, else ``x-ratelimit-reset``; a minute without either),
+        but never longer than a window from now."""
         now = self._clock.now()
         until = retry_at if retry_at is not None else now + DEFAULT_RATE_LIMITED_SECONDS
+        if not math.isfinite(until):
+            until = now + DEFAULT_RATE_LIMITED_SECONDS
+        until = min(until, now + self._window)
         if until > self._blocked_until:
             self._blocked_until = until
             log.info("holding every request to the Northflank API for %.0fs, as it asked", until - now)
@@ -224,6 +260,11 @@ class RequestBudget:
         sent, cutoff = self._sent, now - self._window
         while sent and sent[0] <= cutoff:
             sent.popleft()
+
+
+def _plausible(limit: int) -> int:
+    """The announced limit, bounded to what an account may plausibly have."""
+    return min(max(limit, MIN_PLAUSIBLE_LIMIT), MAX_PLAUSIBLE_LIMIT)
 
 
 class BudgetCollector(Collector):
@@ -265,6 +306,8 @@ __all__ = [
     "DEFAULT_BUDGET_SHARE",
     "DEFAULT_RATE_LIMIT",
     "DEFAULT_RESERVE",
+    "MAX_PLAUSIBLE_LIMIT",
+    "MIN_PLAUSIBLE_LIMIT",
     "WINDOW_SECONDS",
     "BudgetCollector",
     "RequestBudget",

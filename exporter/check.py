@@ -6,8 +6,8 @@ import sys
 from typing import TextIO
 
 import httpx
-from pydantic import SecretStr
 
+from exporter.apitoken import ApiToken
 from exporter.clock import Clock
 from exporter.config import Settings
 from exporter.northflank.client import NorthflankClient
@@ -26,7 +26,7 @@ async def check_config(
         print("configuration OK (demo mode: no Northflank API is used)", file=out)
         return 0
     assert settings.token is not None  # load_settings refuses a missing token outside demo mode
-    token: SecretStr = settings.token
+    token: ApiToken = settings.token
     async with NorthflankClient(
         base_url=settings.api_url,
         token=token,

@@ -8,6 +8,7 @@ host and token come from the same environment variables as Northflank's own SDK.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from exporter import __version__
+from exporter.apitoken import ApiToken, TokenError, TokenFile, check_token
 from exporter.webconfig import WebConfigError, load_web_config
 
 DEFAULT_API_URL = "https://api.northflank.com"
@@ -77,7 +79,8 @@ class Settings:
     log_level: str = "info"
     log_format: str = "logfmt"
     api_url: str = DEFAULT_API_URL
-    token: SecretStr | None = None
+    #: A ``SecretStr`` (variable or flag), or a ``TokenFile`` that follows the file through rotations.
+    token: ApiToken | None = None
     teams: tuple[str, ...] = ()
     #: DEPRECATED --northflank.refresh-interval: when set, a complete pass every interval (no planner).
     refresh_interval: float | None = None
@@ -96,6 +99,12 @@ class Settings:
     demo: bool = False
     #: --web.config.file (exporter-toolkit format), checked by load_settings; None: plain HTTP, no auth.
     web_config_file: Path | None = None
+    #: --web.max-connections: HTTP connections open at once (lowered below RLIMIT_NOFILE at start).
+    max_connections: int = 128
+    #: --web.read-timeout: seconds a client has to send a complete request.
+    read_timeout: float = 10.0
+    #: --web.idle-timeout: whole seconds a kept-alive connection may wait for its next request.
+    idle_timeout: int = 60
     #: --config.check: validate, make one request to the API, report and exit.
     config_check: bool = False
     #: Warnings about the configuration, logged once logging is set up.
@@ -145,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--northflank.token-file",
         dest="token_file",
         default=None,
-        help="File holding the API token (Docker/Kubernetes secrets). "
-        f"Else env {' or '.join(TOKEN_VARIABLES)}.",
+        help="File holding the API token (Docker/Kubernetes secrets); read again when it changes, after a "
+        f"401 and on SIGHUP, so a rotated Secret needs no restart. Else env {' or '.join(TOKEN_VARIABLES)}.",
     )
     add(
         "--northflank.team",
@@ -225,6 +234,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="How long after a scheduled run a backup may start before the run counts as missed.",
     )
     add(
+        "--web.max-connections",
+        dest="max_connections",
+        type=int,
+        default=128,
+        help="HTTP connections open at once, at most; beyond it a connection gets a 503 and is closed. "
+        "Lowered at start to leave descriptors below the open files limit (ulimit -n) for the API client.",
+    )
+    add(
+        "--web.read-timeout",
+        dest="read_timeout",
+        default="10s",
+        help="Time a client has to send a complete request (head and any body), from connecting or, on a "
+        "kept-alive connection, from its first byte; then the connection is closed.",
+    )
+    add(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        default="1m",
+        help="How long a kept-alive connection may wait for its next request before it is closed "
+        "(whole seconds).",
+    )
+    add(
         "--web.config.file",
         dest="web_config_file",
         default="",
@@ -264,19 +295,19 @@ def _duration(flag: str, text: str, *, minimum: float) -> float:
     return seconds
 
 
-def _read_token(args: argparse.Namespace, environ: Mapping[str, str]) -> SecretStr | None:
+def _read_token(args: argparse.Namespace, environ: Mapping[str, str]) -> ApiToken | None:
+    """The token file (followed through rotations), else the first variable set; checked, never echoed."""
     if args.token_file:
-        path = Path(args.token_file)
         try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(f"--northflank.token-file: cannot read {path}: {error.strerror}") from None
-        if not text:
-            raise ConfigError(f"--northflank.token-file: {path} is empty")
-        return SecretStr(text)
+            return TokenFile(Path(args.token_file))
+        except TokenError as error:
+            raise ConfigError(f"--northflank.token-file: {error}") from None
     for name in TOKEN_VARIABLES:
         if environ.get(name, "").strip():
-            return SecretStr(environ[name].strip())
+            try:
+                return SecretStr(check_token(environ[name], name))
+            except TokenError as error:
+                raise ConfigError(str(error)) from None
     return None
 
 
@@ -336,7 +367,10 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
             "machine can read it; use --northflank.token-file or NF_API_TOKEN instead"
         )
         if token is None:
-            token = SecretStr(args.token_flag.strip())
+            try:
+                token = SecretStr(check_token(args.token_flag, "--northflank.token"))
+            except TokenError as error:
+                raise ConfigError(str(error)) from None
     if token is None and not args.demo:
         raise ConfigError(
             "no Northflank API token: set NF_API_TOKEN (or NORTHFLANK_API_TOKEN), or pass "
@@ -346,6 +380,8 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", team):
             raise ConfigError(f"--northflank.team: invalid team id {team!r}")
     web_config_file = _web_config_file(args.web_config_file)
+    if args.max_connections < 1:
+        raise ConfigError(f"--web.max-connections: must be at least 1, got {args.max_connections}")
     return Settings(
         listen_address=listen,
         telemetry_path=args.telemetry_path,
@@ -370,6 +406,10 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         schedule_grace=_duration("--backup.schedule-grace", args.schedule_grace, minimum=0),
         demo=args.demo,
         web_config_file=web_config_file,
+        max_connections=args.max_connections,
+        read_timeout=_duration("--web.read-timeout", args.read_timeout, minimum=0.1),
+        # uvicorn's keep-alive timer takes whole seconds.
+        idle_timeout=math.ceil(_duration("--web.idle-timeout", args.idle_timeout, minimum=1)),
         config_check=args.config_check,
         warnings=tuple(warnings),
     )

@@ -8,15 +8,32 @@ than joining strings.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class RenderError(ValueError):
+    """A label value or a sample value that cannot be written: its series is left out and counted."""
+
+
+#: Lone UTF-16 surrogates: a legal JSON escape (``"\\udc80"``) that no UTF-8 encoder accepts.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """The value escaped for a label, and always valid UTF-8 once encoded: Prometheus rejects the whole
+    scrape over one invalid label value, and Python cannot encode a lone surrogate at all."""
+    if not isinstance(value, str):
+        raise RenderError(f"a label value must be a string, not {type(value).__name__}")
+    text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 def escape_help(text: str) -> str:
@@ -28,9 +45,27 @@ def label_set(names: Iterable[str], values: Iterable[str]) -> str:
     return ",".join(f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values, strict=True))
 
 
+#: Every integer up to this magnitude is a float64 exactly, so its digits are what Prometheus stores.
+_EXACT_INT = 2**53
+
+
 def format_value(value: float) -> str:
+    """The value as Prometheus' Go parser (``strconv.ParseFloat``) reads it, for every int and float.
+
+    Go rejects a number beyond the float64 range (``value out of range``) where Python reads inf, and
+    one such sample fails the whole scrape: an int too large for a float64 is written as ``+Inf`` or
+    ``-Inf``, as a float64 is all Prometheus would store. Otherwise the same value as prometheus_client's
+    ``floatToGoString``, spelled shorter for integers. Anything that is not a number raises RenderError.
+    """
     if isinstance(value, int):  # bools too: 1 and 0
-        return str(int(value))
+        if -_EXACT_INT <= value <= _EXACT_INT:
+            return str(int(value))
+        try:
+            value = float(value)
+        except OverflowError:
+            return "+Inf" if value > 0 else "-Inf"
+    elif not isinstance(value, float):
+        value = _as_float(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -38,6 +73,15 @@ def format_value(value: float) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+def _as_float(value: object) -> float:
+    if isinstance(value, str | bytes | bytearray):
+        raise RenderError(f"a sample value must be a number, not {type(value).__name__}")
+    try:
+        return float(value)  # type: ignore[arg-type]  # Decimal, Fraction, numpy scalars...
+    except (TypeError, ValueError, OverflowError):
+        raise RenderError(f"a sample value must be a number, not {type(value).__name__}") from None
 
 
 def sample(name: str, labels: str, value: float) -> str:
@@ -58,3 +102,53 @@ class Family:
     @property
     def header(self) -> str:
         return f"# HELP {self.name} {escape_help(self.help)}\n# TYPE {self.name} {self.type}\n"
+
+
+RENDER_ERRORS = Family(
+    "northflank_exporter_render_errors_total",
+    "Series left out of the exposition because they could not be written (a value that is not a number, "
+    "say), by the family they belong to, counted at every scrape that leaves them out; an addon that "
+    "cannot be written at all counts under northflank_addon_info. The rest of the page is served.",
+    ("family",),
+    "counter",
+)
+
+
+class RenderErrors:
+    """Counts what the renderer leaves out, by family, and says so in the log at most once an interval:
+    a bad value is rendered (and left out) at every scrape, and a line per scrape would drown the log."""
+
+    def __init__(self, *, log_interval_seconds: float = 600.0) -> None:
+        self._interval = log_interval_seconds
+        self._totals: dict[str, int] = {}
+        #: Left out since the last log line: family -> (count, the kind of error).
+        self._unlogged: dict[str, tuple[int, str]] = {}
+        self._logged_at: float | None = None
+
+    def count(self, family: str, error: BaseException, n: int = 1) -> None:
+        self._totals[family] = self._totals.get(family, 0) + n
+        seen, _ = self._unlogged.get(family, (0, ""))
+        # The class, never the message: a message may quote the value, and values are untrusted.
+        self._unlogged[family] = (seen + n, type(error).__name__)
+
+    def render(self, families: Iterable[str], now: float) -> str:
+        """The counter, one series per family in ``families`` (0 when none) and per family counted; logs
+        what was left out since the last line when the interval has passed (``now``: the scrape time)."""
+        if self._unlogged and (self._logged_at is None or not 0 <= now - self._logged_at < self._interval):
+            left_out = ", ".join(
+                f"{family} ({n}, {kind})" for family, (n, kind) in sorted(self._unlogged.items())
+            )
+            log.warning(
+                "series left out of /metrics as they could not be written, by family: %s; see "
+                "northflank_exporter_render_errors_total (logged at most every %gs)",
+                left_out,
+                self._interval,
+            )
+            self._unlogged.clear()
+            self._logged_at = now
+        names = dict.fromkeys([*families, *sorted(self._totals)])
+        body = "".join(
+            sample(RENDER_ERRORS.name, label_set(("family",), (name,)), self._totals.get(name, 0))
+            for name in names
+        )
+        return RENDER_ERRORS.header + body

@@ -6,6 +6,11 @@ in which *tier*. The plans are pure functions of what the last reads said (:func
 :func:`plan_periodic`); the :class:`Planner` only keeps them in queues and starts the due ones as the
 budget allows.
 
+Readiness: the snapshot is marked ready once discovery has succeeded, i.e. the projects were listed
+successfully and every listed project's addon listing was answered (successfully or not: a project
+whose listing fails is retried and counted, it does not hold readiness). From then on the exporter
+serves what it has; ``northflank_exporter_initial_read_ratio`` shows how far the first reads are.
+
 Tiers, in priority order:
 
 ``fast``
@@ -16,7 +21,12 @@ Tiers, in priority order:
     is followed the same way. The only *essential* refreshes: they still go out when the account's
     rate limit is in its reserve.
 ``new``
-    The first read of anything discovery found, at once (restores last: they do not hold up readiness).
+    The first read of anything discovery found, at once, in this order: discovery's own listings, then
+    every addon's backups (the *warm-up*: then each addon's last backup is known), then schedules, then
+    restores. Until every addon's backups and schedules have been read once, these first reads also go
+    before the discovery, floor and slow tiers' own shares (a refresh of theirs more than WARMUP_HOLD
+    overdue still goes): the warm-up takes about what one request per addon costs, and the schedules
+    that the fast tier plans by are known soon after.
 ``discovery``
     The projects, each project's addons, the destinations: every ``discovery_interval``.
 ``floor``
@@ -66,7 +76,7 @@ from exporter.clock import Clock
 from exporter.exposition import Family, format_value, label_set
 from exporter.northflank.errors import NorthflankError, NotFoundError, RateLimitedError
 from exporter.poller import Outcome
-from exporter.schedule import ScheduleCalendar
+from exporter.schedule import EARLY_START_SECONDS, ScheduleCalendar
 from exporter.snapshot import ADDON_RESOURCES, AddonKey, AddonResource, BackupSummary, Snapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -104,6 +114,25 @@ _BORROW_ORDER = (Tier.NEW, Tier.FAST, Tier.DISCOVERY, Tier.FLOOR, Tier.SLOW)
 #: The fast tier keeps to its own share while its checks are less than this late; past it, it also
 #: takes budget no other tier is using. (Below it, extra follow-ups would cost more than they gain.)
 FAST_BORROW_LATENESS = 600.0
+#: While first reads of backups and schedules wait, the discovery, floor and slow tiers hold their own
+#: shares back for them, but not for a refresh more than this overdue: a fleet whose first reads take
+#: many hours still notices projects and addons that come and go.
+WARMUP_HOLD = 3600.0
+#: The order of first reads in the ``new`` tier: discovery's listings (they find the addons), then every
+#: addon's backups (what the alerts need), then schedules, then restores.
+_NEW_ORDER: Mapping[str, int] = {
+    "projects": 0,
+    "addons": 0,
+    "destinations": 0,
+    "backups": 1,
+    "schedules": 2,
+    "restores": 3,
+}
+#: First reads up to this place in _NEW_ORDER (discovery, backups, schedules) go before the periodic
+#: tiers' own shares; restores only take what is idle.
+_PRIORITY_FIRST_READS = 2
+#: The tiers that hold their own shares back during the warm-up.
+_HELD_IN_WARMUP = frozenset((Tier.DISCOVERY, Tier.FLOOR, Tier.SLOW))
 
 
 def _bucket_of(tier: Tier) -> str:
@@ -142,8 +171,9 @@ MAX_FOLLOW_UP = 300.0
 #: A scheduled run's backup is initiated within two minutes of its time: without one after this long,
 #: the run is late or missed, and the planner stops waiting for it (the floor still looks).
 START_WINDOW = 180.0
-#: A backup initiated up to this long before a run belongs to that run (Northflank may start early).
-EARLY_START = 300.0
+#: A backup initiated up to this long before a run belongs to that run (Northflank may start early): the
+#: same tolerance as the missed-run verdicts'.
+EARLY_START = float(EARLY_START_SECONDS)
 #: A backup running longer than this many typical durations plus GIVE_UP_SLACK is followed only by
 #: the floor: it is stuck, or far off what its history says.
 GIVE_UP_FACTOR = 3.0
@@ -469,8 +499,8 @@ class _State:
 
 @dataclass(order=True, slots=True)
 class _Entry:
-    #: Restores come after every other first read (they do not hold up readiness); else 0.
-    last: int
+    #: In the new tier, the target's place in _NEW_ORDER (backups before schedules...); else 0.
+    order: int
     due: float
     rank: int
     seq: int
@@ -495,7 +525,8 @@ class Planner:
         self._seq = itertools.count()
         self._tasks: dict[Target, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._unread: set[Target] = set()
+        #: Until ready: the discovery listings not answered yet (the projects: not listed successfully).
+        self._discovering: set[Target] = set()
         self._ready = False
         #: Addons with an hourly schedule (never floored: their runs refresh them) and without any.
         self._hourly: set[AddonKey] = set()
@@ -606,7 +637,9 @@ class Planner:
         bucket's tokens) goes to the tiers that still have due refreshes: new ones first (they are
         finite), then the fast tier when its checks are over ``FAST_BORROW_LATENESS`` late, then the
         others catching up. The global bucket paces everything: when the chosen refresh must wait for
-        it, nothing behind it may go first.
+        it, nothing behind it may go first. While first reads of backups or schedules wait, the
+        discovery, floor and slow tiers spend their own shares only on refreshes over WARMUP_HOLD
+        overdue, so that the first reads take what the fast tier leaves.
         """
         self._follow_budget(now)
         wake: float | None = None
@@ -619,6 +652,8 @@ class Planner:
         essential_gate = self._budget.delay(now, essential=True) if ordinary_gate > 0 else 0.0
         while len(self._tasks) < self._settings.concurrency:
             chosen: tuple[Tier, _State, bool] | None = None
+            first = self._top(Tier.NEW)
+            warming = first is not None and first.order <= _PRIORITY_FIRST_READS
             for borrowing, order in ((False, _OWN_ORDER), (True, _BORROW_ORDER)):
                 for tier in order:
                     entry = self._top(tier)
@@ -626,6 +661,10 @@ class Planner:
                         continue
                     if entry.due > now:
                         later(entry.due)
+                        continue
+                    held = warming and not borrowing and tier in _HELD_IN_WARMUP
+                    if held and entry.due > now - WARMUP_HOLD:
+                        later(entry.due + WARMUP_HOLD)
                         continue
                     gate = essential_gate if tier is Tier.FAST else ordinary_gate
                     if gate > 0:
@@ -735,7 +774,7 @@ class Planner:
                 self._drop_addon(target.key)
             else:
                 self._drop(target)
-            self._read(target)
+            self._answered(target, ok=False)
             return
         if isinstance(error, RateLimitedError):
             # Not this listing's fault: it stays due and goes first once the API takes requests again.
@@ -759,14 +798,18 @@ class Planner:
                 self._sync_addons(target.project, now)
             elif target.resource == "schedules":
                 self._schedules_read(target.key, now)
-        self._read(target)
+        self._answered(target, ok=outcome is not None and outcome.ok)
         self._replan(state, now)
 
-    def _read(self, target: Target) -> None:
-        """The target was attempted. Once every first read but the restores' has been (discovery included:
-        its syncs add their finds before this), the snapshot is marked ready, as after a complete pass."""
-        self._unread.discard(target)
-        if not self._ready and not self._unread and self._refresher is not None:
+    def _answered(self, target: Target, *, ok: bool) -> None:
+        """The API answered a read of ``target``. Discovery has succeeded once the projects were listed
+        successfully and every listed project's addon listing was answered (the syncs add the addon
+        listings of the projects found before this): then the snapshot is marked ready. A failed addon
+        listing is retried and counted; it does not hold readiness, as a failed projects listing does
+        (the token refused, the API unreachable: nothing the exporter could serve)."""
+        if ok or target.resource != "projects":
+            self._discovering.discard(target)
+        if not self._ready and not self._discovering and self._refresher is not None:
             self._ready = True
             self._refresher.store.update(Snapshot.with_ready)
 
@@ -838,8 +881,8 @@ class Planner:
         )
         self._ordered = None
         self._states[target] = state
-        if target.resource != "restores":
-            self._unread.add(target)
+        if target.resource in ("projects", "addons") and not self._ready:
+            self._discovering.add(target)
         state.plan = self._plan(state)
         self._push(state)
 
@@ -850,7 +893,7 @@ class Planner:
         state = self._states.pop(target, None)
         if state is not None:
             state.version += 1
-        self._unread.discard(target)
+        self._discovering.discard(target)
 
     def _drop_addon(self, key: AddonKey) -> None:
         for target in self._by_addon.pop(key, ()):
@@ -860,9 +903,9 @@ class Planner:
 
     def _push(self, state: _State) -> None:
         state.version += 1
-        last = 1 if state.plan.tier is Tier.NEW and state.target.resource == "restores" else 0
+        order = _NEW_ORDER[state.target.resource] if state.plan.tier is Tier.NEW else 0
         entry = _Entry(
-            last,
+            order,
             state.plan.due,
             _RESOURCE_RANK[state.target.resource],
             next(self._seq),
@@ -1029,6 +1072,31 @@ class PlannerCollector(Collector):
         ):
             interval.add_metric([name], seconds)
         yield interval
+        yield initial_read_ratio(self._snapshot())
+
+
+def initial_read_ratio(snapshot: Snapshot) -> GaugeMetricFamily:
+    """``northflank_exporter_initial_read_ratio``: of the addons discovery found, the share whose
+    listing of each resource has been read successfully at least once. 0 before projects were ever
+    listed (nothing is known), 1 for a discovered fleet without addons (nothing is missing)."""
+    family = GaugeMetricFamily(
+        "northflank_exporter_initial_read_ratio",
+        "Share (0 to 1) of the addons the exporter has discovered whose resource (backups, schedules, "
+        "restores) it has read successfully at least once: the progress of the first complete read "
+        "after start, which reads every addon's backups before any schedule or restore. 0 until the "
+        "projects were listed once; 1 when there is no addon.",
+        labels=["resource"],
+    )
+    addons = snapshot.addons.values()
+    for resource in ADDON_RESOURCES:
+        if snapshot.projects_at is None:
+            ratio = 0.0
+        elif not addons:
+            ratio = 1.0
+        else:
+            ratio = sum(1 for a in addons if a.refreshed_at(resource) is not None) / len(addons)
+        family.add_metric([resource], ratio)
+    return family
 
 
 __all__ = [
@@ -1047,6 +1115,7 @@ __all__ = [
     "Tier",
     "TokenBucket",
     "fit_cadence",
+    "initial_read_ratio",
     "pending_run",
     "plan_backups",
     "plan_periodic",

@@ -5,13 +5,18 @@ decided by a ``RefreshScheduler``: the budget-aware :class:`~exporter.planner.Pl
 deprecated :class:`FixedIntervalScheduler`. Every refresh applies
 its result to the current snapshot as soon as it arrives, so one slow or failing addon delays nothing
 else, and a failure leaves the last good data (and its refresh time) in place.
+
+No failure goes unclassified: whatever a read or a summary raises is counted by resource and reason
+(``unexpected`` for anything outside the client's taxonomy) and logged once per fault class, and which
+resources fail for every subject is kept in the snapshot for ``northflank_up`` (:class:`ResourceHealth`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
@@ -21,9 +26,18 @@ from prometheus_client import CollectorRegistry, Counter
 from exporter.clock import Clock
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.errors import REASONS, AuthError, NorthflankError, RateLimitedError
-from exporter.northflank.models import Project
+from exporter.northflank.models import (
+    Addon,
+    Backup,
+    BackupDestination,
+    DestinationBackup,
+    Project,
+    Restore,
+    Schedule,
+)
 from exporter.snapshot import (
     ADDON_RESOURCES,
+    RESOURCES,
     AddonKey,
     AddonResource,
     Snapshot,
@@ -38,16 +52,67 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Resources whose failures are counted, as the ``resource`` label of the error counter.
-RESOURCES = (
-    "projects",
-    "addons",
-    "backups",
-    "schedules",
-    "restores",
-    "backup_destinations",
-    "destination_backups",
-)
+#: Reasons that say the API will not or cannot serve a resource to the exporter (the token is refused,
+#: the server fails, the network is down), as opposed to one item being gone or malformed (not_found,
+#: invalid_response, unexpected) or the request budget holding back (rate_limited).
+WHOLESALE_REASONS = frozenset({"auth", "permission", "server_error", "timeout", "connection"})
+#: The largest offset between the API's clock and ours taken as skew (seconds).
+MAX_CLOCK_OFFSET = 86400.0
+
+
+class UnexpectedError(NorthflankError):
+    """A refresh failed outside the client's taxonomy: a bug, or an exception a library let through
+    (an OverflowError from a timestamp, a ValueError from a header). It names the exception's type only:
+    its message may quote what the API sent."""
+
+    reason = "unexpected"
+
+    def __init__(self, step: str, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__} while {step} (its traceback is logged at debug level)")
+        self.error = error
+
+
+class ResourceHealth:
+    """Which resources the API serves to nobody: the state behind ``northflank_exporter_resource_up``.
+
+    The latest read of each subject (project, addon, destination) of a resource is remembered as ok, or
+    as failed with one of WHOLESALE_REASONS; a read that failed for another reason forgets the subject (a
+    404 from a deleted addon, a malformed body, a 429 say nothing about the resource as a whole). A
+    resource is failing while at least one subject's latest read failed that way and no subject's latest
+    read succeeded. So one deleted or timing-out addon among readable ones never makes its resource fail
+    (however the reads interleave), and a token refused for every backup listing does.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[str, dict[Hashable, bool]] = {}
+        #: Per resource, how many subjects' latest reads [failed, succeeded].
+        self._counts: dict[str, list[int]] = {}
+
+    def record(self, resource: str, subject: Hashable, error: NorthflankError | None) -> None:
+        """The outcome of a read of ``resource`` for ``subject``: None when it succeeded."""
+        if error is None:
+            self._set(resource, subject, True)
+        else:
+            self._set(resource, subject, False if error.reason in WHOLESALE_REASONS else None)
+
+    def forget(self, resources: Collection[str], keep: Callable[[Hashable], bool]) -> None:
+        """Subjects that are gone (an addon deleted, a project moved away) no longer speak for anything."""
+        for resource in resources:
+            for subject in [s for s in self._latest.get(resource, {}) if not keep(s)]:
+                self._set(resource, subject, None)
+
+    def _set(self, resource: str, subject: Hashable, ok: bool | None) -> None:
+        latest = self._latest.setdefault(resource, {})
+        counts = self._counts.setdefault(resource, [0, 0])
+        previous = latest.pop(subject, None)
+        if previous is not None:
+            counts[previous] -= 1
+        if ok is not None:
+            latest[subject] = ok
+            counts[ok] += 1
+
+    def failing(self) -> frozenset[str]:
+        return frozenset(r for r, (failed, ok) in self._counts.items() if failed and not ok)
 
 
 class FaultLog:
@@ -138,6 +203,7 @@ class Refresher:
         self._teams: tuple[str | None, ...] = tuple(teams) or (None,)
         self._limit = asyncio.Semaphore(concurrency)
         self._faults = FaultLog(clock)
+        self._health = ResourceHealth()
         self._errors = Counter(
             "northflank_exporter_refresh_errors",
             "Failed refreshes of a resource from the Northflank API, by resource and reason. The "
@@ -155,47 +221,117 @@ class Refresher:
     def store(self) -> SnapshotStore:
         return self._store
 
+    def _api_now(self) -> float:
+        """The API server's current time: ours plus how far its clock is ahead (0 until it is known).
+
+        An offset of more than a day is not clock skew but a broken clock or header: ignored, it leaves
+        the API's fresh backups future-dated (loud), where obeyed it would let any backup from the
+        future pass for the newest one (silent)."""
+        offset = getattr(self._client, "server_time_offset", 0.0)
+        if not isinstance(offset, int | float) or not math.isfinite(offset) or abs(offset) > MAX_CLOCK_OFFSET:
+            offset = 0.0
+        return self._clock.now() + offset
+
+    def _fail(self, resource: str, subject: str, error: NorthflankError) -> None:
+        self._errors.labels(resource, error.reason).inc()
+        self._faults.fault(resource, subject, error)
+
+    def _unexpected(self, resource: str, subject: str, step: str, error: Exception) -> UnexpectedError:
+        failure = UnexpectedError(step, error)
+        self._fail(resource, subject, failure)
+        # The traceback is for whoever debugs the exporter; at warning level it would bury the one line.
+        log.debug(
+            "the unexpected failure refreshing %s for %s:", resource, subject or "the account", exc_info=error
+        )
+        return failure
+
+    def _health_after(self, resource: str, subject: Hashable, error: NorthflankError | None) -> None:
+        self._health.record(resource, subject, error)
+        failing = self._health.failing()
+        if failing != self._store.current.failing_resources:
+            self._store.update(lambda s: s.with_failing_resources(failing))
+
     async def _read(
         self, resource: str, subject: str, call: Callable[[], Awaitable[T]]
     ) -> T | NorthflankError:
+        """The listing, or the error that ended it: counted and logged, whatever it was."""
         async with self._limit:
             try:
-                result = await call()
+                return await call()
             except NorthflankError as error:
                 if isinstance(error, RateLimitedError) and self._on_rate_limited is not None:
                     self._on_rate_limited(error.retry_at)
-                self._errors.labels(resource, error.reason).inc()
-                self._faults.fault(resource, subject, error)
+                self._fail(resource, subject, error)
                 return error
+            except Exception as error:
+                return self._unexpected(resource, subject, "reading the listing", error)
+
+    async def _refresh(
+        self,
+        resource: str,
+        subject: str,
+        key: Hashable,
+        call: Callable[[], Awaitable[T]],
+        apply: Callable[[T], None],
+    ) -> Outcome:
+        """Read a listing, then ``apply`` it (summarise it into the snapshot). A failure of either step
+        is counted and leaves the snapshot's last good data; the fault has ended only once both worked."""
+        result = await self._read(resource, subject, call)
+        if not isinstance(result, NorthflankError):
+            try:
+                apply(result)
+            except Exception as error:
+                result = self._unexpected(resource, subject, "summarising the listing", error)
+        if isinstance(result, NorthflankError):
+            self._health_after(resource, key, result)
+            return Outcome(result)
         self._faults.recovered(resource, subject)
-        return result
+        self._health_after(resource, key, None)
+        return OK
 
     async def refresh_projects(self) -> Outcome:
-        """Discovery; ``northflank_up`` follows whether it succeeded."""
+        """Discovery; ``northflank_up`` is 0 while it fails."""
         found: list[tuple[str | None, Project]] = []
-        for team in self._teams:
+        subjects = [team or "" for team in self._teams]
+        for team, subject in zip(self._teams, subjects, strict=True):
             listing = partial(self._client.list_projects, team=team)
-            projects = await self._read("projects", team or "", listing)
+            projects = await self._read("projects", subject, listing)
             if isinstance(projects, NorthflankError):
                 self._store.update(Snapshot.with_discovery_failed)
                 return Outcome(projects)
             found.extend((team, p) for p in projects)
         at = self._clock.now()
-        self._store.update(lambda s: s.with_projects(found, at))
+        try:
+            self._store.update(lambda s: s.with_projects(found, at))
+            current = self._store.current
+            self._health.forget(["addons"], lambda p: p in current.projects)
+            self._health.forget(ADDON_RESOURCES, lambda k: k in current.addons)
+        except Exception as error:
+            # Attributed to the last team read, so that its next good discovery ends the fault.
+            failure = self._unexpected("projects", subjects[-1], "summarising the listing", error)
+            self._store.update(Snapshot.with_discovery_failed)
+            return Outcome(failure)
+        for subject in subjects:
+            self._faults.recovered("projects", subject)
         return OK
 
     async def refresh_project_addons(self, project_id: str) -> Outcome:
         project = self._store.current.projects.get(project_id)
         if project is None:
             return GONE
-        addons = await self._read(
-            "addons", project_id, lambda: self._client.list_addons(project_id, team=project.team)
+
+        def apply(addons: Sequence[Addon]) -> None:
+            at = self._clock.now()
+            current = self._store.update(lambda s: s.with_project_addons(project_id, addons, at))
+            self._health.forget(ADDON_RESOURCES, lambda k: k in current.addons)
+
+        return await self._refresh(
+            "addons",
+            project_id,
+            project_id,
+            lambda: self._client.list_addons(project_id, team=project.team),
+            apply,
         )
-        if isinstance(addons, NorthflankError):
-            return Outcome(addons)
-        at = self._clock.now()
-        self._store.update(lambda s: s.with_project_addons(project_id, addons, at))
-        return OK
 
     async def refresh_addon(self, key: AddonKey, resource: AddonResource) -> Outcome:
         project_id, addon_id = key
@@ -205,57 +341,71 @@ class Refresher:
         subject = f"{project_id}/{addon_id}"
         team = project.team
         if resource == "backups":
-            backups = await self._read(
-                resource, subject, lambda: self._client.list_backups(project_id, addon_id, team=team)
+
+            def backups(listed: Sequence[Backup]) -> None:
+                summary, at = summarize_backups(listed, now=self._api_now()), self._clock.now()
+                self._store.update(lambda s: s.with_addon_backups(key, summary, at))
+
+            return await self._refresh(
+                resource,
+                subject,
+                key,
+                lambda: self._client.list_backups(project_id, addon_id, team=team),
+                backups,
             )
-            if isinstance(backups, NorthflankError):
-                return Outcome(backups)
-            summary, at = summarize_backups(backups), self._clock.now()
-            self._store.update(lambda s: s.with_addon_backups(key, summary, at))
-        elif resource == "schedules":
-            schedules = await self._read(
-                resource, subject, lambda: self._client.list_backup_schedules(project_id, addon_id, team=team)
+        if resource == "schedules":
+
+            def schedules(listed: Sequence[Schedule]) -> None:
+                summary, at = summarize_schedules(listed), self._clock.now()
+                self._store.update(lambda s: s.with_addon_schedules(key, summary, at))
+
+            return await self._refresh(
+                resource,
+                subject,
+                key,
+                lambda: self._client.list_backup_schedules(project_id, addon_id, team=team),
+                schedules,
             )
-            if isinstance(schedules, NorthflankError):
-                return Outcome(schedules)
-            schedule_summary, at = summarize_schedules(schedules), self._clock.now()
-            self._store.update(lambda s: s.with_addon_schedules(key, schedule_summary, at))
-        else:
-            restores = await self._read(
-                resource, subject, lambda: self._client.list_addon_restores(project_id, addon_id, team=team)
-            )
-            if isinstance(restores, NorthflankError):
-                return Outcome(restores)
-            restore_summary, at = summarize_restores(restores), self._clock.now()
-            self._store.update(lambda s: s.with_addon_restores(key, restore_summary, at))
-        return OK
+
+        def restores(listed: Sequence[Restore]) -> None:
+            summary, at = summarize_restores(listed, now=self._api_now()), self._clock.now()
+            self._store.update(lambda s: s.with_addon_restores(key, summary, at))
+
+        return await self._refresh(
+            resource,
+            subject,
+            key,
+            lambda: self._client.list_addon_restores(project_id, addon_id, team=team),
+            restores,
+        )
 
     async def refresh_destinations(self) -> Outcome:
         """The destination listing, then the backups of every destination it lists. The outcome is the
         listing's: a destination whose backups fail keeps its last good data (and is counted)."""
-        destinations = await self._read(
-            "backup_destinations", "", lambda: self._client.list_backup_destinations()
-        )
-        outcome = OK
-        if isinstance(destinations, NorthflankError):
-            outcome = Outcome(destinations)
-        else:
+
+        def apply(destinations: Sequence[BackupDestination]) -> None:
             at = self._clock.now()
-            self._store.update(lambda s: s.with_destinations(destinations, at))
+            current = self._store.update(lambda s: s.with_destinations(destinations, at))
+            self._health.forget(["destination_backups"], lambda d: d in current.destinations)
+
+        outcome = await self._refresh(
+            "backup_destinations", "", "", lambda: self._client.list_backup_destinations(), apply
+        )
         await asyncio.gather(*(self.refresh_destination_backups(d) for d in self._store.current.destinations))
         return outcome
 
     async def refresh_destination_backups(self, destination_id: str) -> Outcome:
-        backups = await self._read(
+        def apply(backups: Sequence[DestinationBackup]) -> None:
+            summary, at = summarize_destination_backups(backups, now=self._api_now()), self._clock.now()
+            self._store.update(lambda s: s.with_destination_backups(destination_id, summary, at))
+
+        return await self._refresh(
             "destination_backups",
             destination_id,
+            destination_id,
             lambda: self._client.list_destination_backups(destination_id),
+            apply,
         )
-        if isinstance(backups, NorthflankError):
-            return Outcome(backups)
-        summary, at = summarize_destination_backups(backups), self._clock.now()
-        self._store.update(lambda s: s.with_destination_backups(destination_id, summary, at))
-        return OK
 
     async def refresh_all(self) -> None:
         """One complete pass over everything, then the snapshot is marked ready."""
@@ -298,9 +448,13 @@ class FixedIntervalScheduler:
         while not stop.is_set():
             try:
                 await refresher.refresh_all()
-            except Exception:
-                # A bug in one pass must not end the polling: the next pass may well succeed.
-                log.exception("refresh pass failed unexpectedly; keeping the last good data")
+            except Exception as error:
+                # A bug in one pass must not end the polling: the next pass may well succeed. One line
+                # (the traceback at debug level) as for every other failure.
+                log.warning(
+                    "refresh pass failed unexpectedly (%s); keeping the last good data", type(error).__name__
+                )
+                log.debug("the refresh pass failed with:", exc_info=error)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)
             except TimeoutError:

@@ -1,4 +1,4 @@
-"""When a Northflank backup schedule fires, and whether it has missed a run.
+"""When a Northflank backup schedule fires, and which of its runs were missed.
 
 Pure arithmetic on unix timestamps (float seconds, UTC): no I/O and no clock, so the caller passes
 ``now``. A schedule is compiled once into the sorted second-offsets of its runs within one period
@@ -14,8 +14,8 @@ Instants must be finite.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -109,55 +109,161 @@ class ScheduleCalendar:
         return max(wrap, max((b - a for a, b in pairwise(offsets)), default=0))
 
 
-def missed_run(
-    calendar: ScheduleCalendar,
-    *,
-    last_initiated: float | None,
-    now: float,
-    grace_seconds: float,
-    lead_seconds: float = 900,
-    active_since: float | None = None,
-) -> float | None:
-    """The scheduled run that passed without a backup, or None when the schedule is on track.
+# --- judging every run ------------------------------------------------------------------------------
 
-    Only the newest run older than the grace period is judged: the newest backup (of any status) covers
-    it when it was initiated no earlier than ``lead_seconds`` before the run, since Northflank may start
-    a scheduled backup a little early. Judging an older run could only repeat the verdict (a backup
-    recent enough for the newest run is recent enough for every older one), and judging a newer run
-    would call a backup missed while it may still be starting. Runs before ``active_since`` (when the
-    schedule was created) were never due.
+#: How long before a scheduled run its backup may be initiated and still count for that run (Northflank
+#: may start a scheduled backup a little early). The planner uses the same value.
+EARLY_START_SECONDS = 300
+
+#: A run is judged only if its backup would still be retained by this margin when the listing was read:
+#: the API may delete an expired backup a little before the exact end of its retention, and a missed
+#: run cannot be told from a backup that expired.
+RETENTION_MARGIN_SECONDS = 900
+
+#: How far back runs are judged: hourly schedules only two days (they have 24 runs or more a day, and a
+#: day's count is what the metrics show), the others up to five weeks. Their retention bounds it too.
+HOURLY_LOOKBACK_SECONDS = 2 * DAY
+MAX_LOOKBACK_SECONDS = 35 * DAY
+
+#: The window of the count of missed runs (northflank_addon_backup_schedule_missed_runs).
+RECENT_SECONDS = DAY
+
+
+def lookback_seconds(calendar: ScheduleCalendar) -> int:
+    """How far back the runs of this schedule are judged (see HOURLY_LOOKBACK_SECONDS)."""
+    return HOURLY_LOOKBACK_SECONDS if calendar.period_seconds <= HOUR else MAX_LOOKBACK_SECONDS
+
+
+def run_window(run: float, *, previous: float, following: float, grace_seconds: float) -> tuple[float, float]:
+    """When a backup must be initiated, ``[start, end)``, to count for ``run``, given the runs before
+    and after it: from EARLY_START_SECONDS before it to ``grace_seconds`` after it, but never into the
+    window of a neighbouring run: when runs are closer than twice EARLY_START_SECONDS, two neighbours
+    share the time between them half and half. One backup therefore never counts for two runs, which is
+    what lets the backup of the next run leave a missed run missed."""
+    start = run - min(EARLY_START_SECONDS, (run - previous) / 2)
+    end = min(run + grace_seconds, following - min(EARLY_START_SECONDS, (following - run) / 2))
+    return start, end
+
+
+def judged_from(
+    *,
+    active_since: float | None,
+    listed_at: float,
+    retention_seconds: float,
+    complete_since: float | None,
+    oldest_initiated: float | None,
+) -> float:
+    """The earliest run of a schedule that can be judged from a backup listing read at ``listed_at``
+    (API time) that is complete from ``complete_since`` on.
+
+    A run before the schedule's creation (``active_since``) was never due. A run whose backup would have
+    expired by the time of the listing (its retention, less RETENTION_MARGIN_SECONDS) cannot be told
+    from a missed one. Without a creation time a schedule created a minute ago cannot be told from one
+    that stopped long ago: only runs from the oldest backup it could have made (``oldest_initiated``)
+    on are judged, and none when it has no backup at all (NorthflankBackupNeverCompleted and TooOld
+    still see such an addon).
     """
-    # The grace is subtracted from now rather than added to the run so that a schedule whose runs are
-    # closer together than the grace (hourly with 2 h) still has a run old enough to be missed.
-    run = calendar.previous_run(now - grace_seconds)
-    if active_since is not None and run < active_since:
-        return None
-    if last_initiated is not None and last_initiated >= run - lead_seconds:
-        return None
-    return run
+    bounds = [listed_at - retention_seconds + RETENTION_MARGIN_SECONDS + EARLY_START_SECONDS]
+    if complete_since is not None:
+        bounds.append(complete_since + EARLY_START_SECONDS)
+    if active_since is not None:
+        bounds.append(active_since)
+    elif oldest_initiated is not None:
+        bounds.append(oldest_initiated)
+    else:
+        return math.inf
+    return max(bounds)
 
 
-def is_missed(
+@dataclass(frozen=True, slots=True)
+class RunVerdicts:
+    """What the judged runs of a schedule say at one instant."""
+
+    #: Runs missed within the last ``recent_seconds`` (by the time of the run).
+    recent_missed: int
+    #: The newest run judged missed within the look-back, or None.
+    last_missed: float | None
+    #: Whether the newest run whose grace has ended was missed (False when it cannot be judged).
+    newest_missed: bool
+    #: The verdicts above hold from the instant they were made until just before this one.
+    valid_until: float
+
+
+def judge_runs(
     calendar: ScheduleCalendar,
     *,
-    last_initiated: float | None,
+    initiated: Sequence[float],
     now: float,
     grace_seconds: float,
-    lead_seconds: float = 900,
-    active_since: float | None = None,
-) -> bool:
-    """Whether the schedule missed its newest run older than the grace period; see ``missed_run``."""
-    return (
-        missed_run(
-            calendar,
-            last_initiated=last_initiated,
-            now=now,
-            grace_seconds=grace_seconds,
-            lead_seconds=lead_seconds,
-            active_since=active_since,
-        )
-        is not None
-    )
+    not_before: float,
+    lookback_seconds: float,
+    recent_seconds: float = RECENT_SECONDS,
+    listed_at: float | None = None,
+) -> RunVerdicts:
+    """Judge every run ``r`` with ``r >= not_before``, ``r > now - lookback_seconds`` and whose grace
+    has ended (``r + grace_seconds <= now``): it was missed when no time in ``initiated`` (backup
+    initiations, ascending) lies in its window (see ``run_window``).
+
+    A verdict depends on nothing but the initiations around its run, so a run judged missed stays
+    missed whatever happens after it, until it leaves the look-back.
+
+    ``listed_at`` is when the initiations were read: a run whose grace ends after it is not judged yet,
+    since its backup may have started after the read. A stale listing (the API down, the budget
+    stretched) therefore delays verdicts instead of inventing misses.
+    """
+    # Runs fall on whole seconds: ``r > ceil(not_before) - 1`` is ``r >= not_before``.
+    start = now - lookback_seconds
+    if not_before > start:
+        start = math.ceil(not_before) - 1 if math.isfinite(not_before) else math.inf
+    judged_until = now if listed_at is None else min(now, listed_at)
+    last = judged_until - grace_seconds
+    # The verdicts change when a newer run's grace ends (judged, or past the listing and so not missed).
+    valid_until = calendar.next_run(now - grace_seconds) + grace_seconds
+    if start >= last:
+        return RunVerdicts(0, None, False, valid_until)
+    runs = list(calendar.runs_between(start, last))
+    recent_from = now - recent_seconds
+    recent = 0
+    oldest_recent: float | None = None
+    last_missed: float | None = None
+    missed = False
+    previous = calendar.previous_run(runs[0] - 1) if runs else 0.0
+    for index, run in enumerate(runs):
+        following = runs[index + 1] if index + 1 < len(runs) else calendar.next_run(run)
+        low, high = run_window(run, previous=previous, following=following, grace_seconds=grace_seconds)
+        previous = run
+        at = bisect_left(initiated, low)
+        missed = at == len(initiated) or initiated[at] >= high
+        if missed:
+            last_missed = run
+            if run > recent_from:
+                recent += 1
+                if oldest_recent is None:
+                    oldest_recent = run
+    if runs and runs[-1] != calendar.previous_run(now - grace_seconds):
+        # The newest run whose grace has ended is past the listing: not judged yet, so not missed.
+        missed = False
+    if oldest_recent is not None:
+        valid_until = min(valid_until, oldest_recent + recent_seconds)
+    if last_missed is not None:
+        valid_until = min(valid_until, last_missed + lookback_seconds)
+    return RunVerdicts(recent, last_missed, missed, valid_until)
 
 
-__all__ = ["ANCHOR", "DAY", "HOUR", "WEEK", "ScheduleCalendar", "is_missed", "missed_run"]
+__all__ = [
+    "ANCHOR",
+    "DAY",
+    "EARLY_START_SECONDS",
+    "HOUR",
+    "HOURLY_LOOKBACK_SECONDS",
+    "MAX_LOOKBACK_SECONDS",
+    "RECENT_SECONDS",
+    "RETENTION_MARGIN_SECONDS",
+    "WEEK",
+    "RunVerdicts",
+    "ScheduleCalendar",
+    "judge_runs",
+    "judged_from",
+    "lookback_seconds",
+    "run_window",
+]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import re
 import socket
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from exporter.config import ListenAddress
+from exporter.connections import ConnectionGuard, GuardedListener
 from exporter.exposition import CONTENT_TYPE
 from exporter.snapshot import Snapshot
 from exporter.webconfig import WebConfig, WebSecurityMiddleware
@@ -40,7 +42,45 @@ by a background poll.</p>
 """
 
 
-_NOT_READY = "Not ready: the first refresh from the Northflank API has not finished.\n"
+#: Ready once discovery has succeeded (the projects listed, every project's addon listing answered),
+#: then for good; not while it never has. What follows (each addon's backups, then its schedules and
+#: restores) is served as it comes: northflank_exporter_initial_read_ratio shows how far it is.
+_NOT_READY = (
+    "Not ready: the exporter has not yet listed the Northflank projects and their addons (discovery has "
+    "not succeeded: the API refuses the token or cannot be reached, or the first listings are still "
+    "running). northflank_up and northflank_exporter_refresh_errors_total on /metrics say why.\n"
+)
+
+
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+
+
+def wants_gzip(accept_encoding: str | None) -> bool:
+    """Whether to gzip, by an Accept-Encoding header (RFC 9110, 12.5.3): codings compared without case,
+    ``x-gzip`` as ``gzip``, ``*`` for any coding not named, ``q=0`` as "not this one"; gzip when it is
+    acceptable and the client does not prefer identity. An element that cannot be parsed is ignored."""
+    if not accept_encoding:
+        return False
+    weights: dict[str, float] = {}
+    for element in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in element.split(";"))
+        coding = coding.lower()
+        if not coding:
+            continue
+        weight: float | None = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                value = value.strip()
+                weight = float(value) if _QVALUE.fullmatch(value) else None
+        if weight is not None:
+            coding = "gzip" if coding == "x-gzip" else coding
+            weights[coding] = max(weight, weights.get(coding, weight))
+    star = weights.get("*")
+    gzip_weight = weights.get("gzip", star if star is not None else 0.0)
+    # identity is acceptable unless excluded, but preferred over gzip only when the client says so.
+    identity_weight = weights.get("identity", star if star is not None else 0.0)
+    return gzip_weight > 0 and gzip_weight >= identity_weight
 
 
 def create_app(
@@ -69,8 +109,9 @@ def create_app(
     async def metrics(request: Request) -> Response:
         # Always the text format 0.0.4: every Prometheus reads it, whatever it prefers in Accept.
         body = render_metrics()
-        headers = {}
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        # Caches between us and the scraper must not hand a gzip body to a client that did not ask.
+        headers = {"Vary": "Accept-Encoding"}
+        if wants_gzip(request.headers.get("accept-encoding")):
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=CONTENT_TYPE, headers=headers)
@@ -94,8 +135,12 @@ def create_app(
     )
 
 
-def bind_socket(address: ListenAddress) -> socket.socket:
-    """Bind the listening socket up front so that a taken port is an error we can word, not an exit."""
+def bind_socket(
+    address: ListenAddress, *, guard: ConnectionGuard | None = None, tls: bool = False
+) -> socket.socket:
+    """Bind the listening socket up front so that a taken port is an error we can word, not an exit.
+    With ``guard``, a ``GuardedListener``: connections beyond its bound are refused as they are accepted
+    (with a plain-text 503 unless ``tls``)."""
     try:
         if address.host in ("", "::") and socket.has_dualstack_ipv6():
             family, sockaddr, dualstack = socket.AF_INET6, ("", address.port), True
@@ -108,7 +153,11 @@ def bind_socket(address: ListenAddress) -> socket.socket:
         # Built by hand rather than by socket.create_server: asyncio sets TCP_NODELAY on accepted
         # connections only when the listening socket says IPPROTO_TCP, and without it every response
         # after the first on a kept-alive scrape connection waits ~40 ms for delayed ACKs.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = (
+            socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            if guard is None
+            else GuardedListener(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, guard=guard, tls=tls)
+        )
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:

@@ -11,6 +11,7 @@ was read, so a consumer can tell stale data from fresh data.
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,10 +28,19 @@ from exporter.northflank.models import (
     Restore,
     Schedule,
 )
-from exporter.schedule import ScheduleCalendar
+from exporter.schedule import EARLY_START_SECONDS, MAX_LOOKBACK_SECONDS, ScheduleCalendar
 
 AddonResource = Literal["backups", "schedules", "restores"]
 ADDON_RESOURCES: tuple[AddonResource, ...] = ("backups", "schedules", "restores")
+
+#: Everything the exporter reads from the API, as the ``resource`` label of its health metrics.
+RESOURCES: tuple[str, ...] = (
+    "projects",
+    "addons",
+    *ADDON_RESOURCES,
+    "backup_destinations",
+    "destination_backups",
+)
 
 StatusCounts = Mapping[BackupStatus, int]
 
@@ -60,6 +70,25 @@ class BackupSummary:
     last_initiated_at: float | None = None
     #: Median duration of the newest completed backups: when a refresh after a scheduled run pays off.
     typical_duration_seconds: float | None = None
+    #: Backups dated after the API's current time (beyond FUTURE_TOLERANCE_SECONDS): counted here and
+    #: left out of everything above.
+    future_dated: int = 0
+    #: When each backup was initiated, ascending, by the schedule backupType it can be a run of ("dump",
+    #: "snapshot", or ANY_BACKUP_TYPE when the listing does not say): what judging every scheduled run
+    #: needs. Complete from ``initiations_since`` on; nothing older is kept.
+    initiations: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    initiations_since: float | None = None
+    #: The API's time when the listing was read: backups initiated a retention before it have expired.
+    listed_at: float | None = None
+
+    def initiated_for(self, backup_type: str) -> tuple[float, ...]:
+        """The initiations that can be a run of a schedule of ``backup_type``, ascending: its own type
+        and the backups of unknown type (all of them for a type this exporter does not know)."""
+        if backup_type in _KNOWN_BACKUP_TYPES:
+            lists = [self.initiations.get(backup_type, ()), self.initiations.get(ANY_BACKUP_TYPE, ())]
+        else:
+            lists = list(self.initiations.values())
+        return tuple(heapq.merge(*lists))
 
 
 def _finished_at(backup: Backup) -> float:
@@ -67,7 +96,52 @@ def _finished_at(backup: Backup) -> float:
     return (backup.completed_at or backup.created_at).timestamp()
 
 
-def summarize_backups(backups: Sequence[Backup]) -> BackupSummary:
+#: config.source.type of a backup -> the schedule backupType whose run it can be. A backup without a
+#: source type (the API documents it as optional) could be either; imports (fileUpload, externalDump,
+#: sameAddon) are the run of no schedule, so they are not kept at all.
+_SOURCE_BACKUP_TYPES: Mapping[str, str] = MappingProxyType({"snapshot": "snapshot", "liveInstance": "dump"})
+_IMPORT_SOURCES = frozenset({"fileUpload", "externalDump", "sameAddon"})
+_KNOWN_BACKUP_TYPES = frozenset(_SOURCE_BACKUP_TYPES.values())
+ANY_BACKUP_TYPE = ""
+#: At most this many initiation times are kept per addon (the newest): an hourly schedule with a long
+#: retention holds hundreds of backups, and memory must stay flat however long the retention is.
+MAX_INITIATIONS = 2000
+
+
+def _initiations(backups: Sequence[Backup], *, now: float) -> tuple[dict[str, tuple[float, ...]], float]:
+    """The initiation times worth keeping, by backup type, and the time from which they are complete."""
+    since = now - MAX_LOOKBACK_SECONDS - EARLY_START_SECONDS
+    kept: list[tuple[float, str]] = []
+    for b in backups:
+        at = b.created_at.timestamp()
+        source = b.config.source.type if b.config.source is not None else None
+        if at < since or source in _IMPORT_SOURCES:
+            continue
+        kept.append((at, _SOURCE_BACKUP_TYPES.get(source or "", ANY_BACKUP_TYPE)))
+    kept.sort()
+    if len(kept) > MAX_INITIATIONS:
+        kept = kept[-MAX_INITIATIONS:]
+        since = kept[0][0]
+    by_type: dict[str, list[float]] = {}
+    for at, backup_type in kept:
+        by_type.setdefault(backup_type, []).append(at)
+    return {k: tuple(v) for k, v in by_type.items()}, since
+
+
+#: How far a backup's time may be ahead of the API's current time and still be taken as true: clocks
+#: and the measured offset between them disagree by seconds, a backup from the future by hours.
+FUTURE_TOLERANCE_SECONDS = 300.0
+
+
+def summarize_backups(backups: Sequence[Backup], *, now: float) -> BackupSummary:
+    """``now``: the API server's current time (our clock plus its measured offset), with no default: a
+    default could only be a time that lets the future pass for the past. A backup initiated or completed
+    after it (beyond the tolerance) is only counted as future-dated: taken as the newest backup, it would
+    show an addon whose backups stopped as freshly backed up (age 0, no run missed) for hours."""
+    limit = now + FUTURE_TOLERANCE_SECONDS
+    dated = [b for b in backups if _finished_at(b) <= limit and b.created_at.timestamp() <= limit]
+    future_dated = len(backups) - len(dated)
+    backups = dated
     completed = [b for b in backups if b.status is BackupStatus.COMPLETED]
     failures = [b for b in backups if b.status.is_failure]
     running = [b for b in backups if b.status.is_running]
@@ -77,6 +151,7 @@ def summarize_backups(backups: Sequence[Backup]) -> BackupSummary:
     # after the last good backup and did not produce one.
     since = last.created_at if last is not None else None
     consecutive = sum(1 for b in failures if since is None or b.created_at > since)
+    initiations, initiations_since = _initiations(backups, now=now)
 
     return BackupSummary(
         counts=_count_statuses(b.status for b in backups),
@@ -90,6 +165,10 @@ def summarize_backups(backups: Sequence[Backup]) -> BackupSummary:
         in_progress_started_at=min((b.created_at.timestamp() for b in running), default=None),
         last_initiated_at=max((b.created_at.timestamp() for b in backups), default=None),
         typical_duration_seconds=_typical_duration(completed),
+        future_dated=future_dated,
+        initiations=MappingProxyType(initiations),
+        initiations_since=initiations_since,
+        listed_at=now,
     )
 
 
@@ -142,11 +221,15 @@ class RestoreSummary:
     last_at: Mapping[BackupStatus, float]
 
 
-def summarize_restores(restores: Sequence[Restore]) -> RestoreSummary:
+def summarize_restores(restores: Sequence[Restore], *, now: float) -> RestoreSummary:
+    """``now``: the API server's current time, as for ``summarize_backups``: a restore dated after it
+    (beyond the tolerance) is counted by status but never taken as the newest, or a restore that failed
+    yesterday could be hidden behind one "completed" next year."""
     last: dict[BackupStatus, float] = {}
+    limit = now + FUTURE_TOLERANCE_SECONDS
     for r in restores:
         at = (r.completed_at or r.restore_timestamp).timestamp()
-        if at > last.get(r.status, float("-inf")):
+        if at <= limit and at > last.get(r.status, float("-inf")):
             last[r.status] = at
     return RestoreSummary(counts=_count_statuses(r.status for r in restores), last_at=MappingProxyType(last))
 
@@ -159,16 +242,20 @@ class DestinationSummary:
     last_completed_at: Mapping[tuple[str, str], float]
 
 
-def summarize_destination_backups(backups: Sequence[DestinationBackup]) -> DestinationSummary:
+def summarize_destination_backups(backups: Sequence[DestinationBackup], *, now: float) -> DestinationSummary:
+    """``now``: the API server's current time, as for ``summarize_backups``: a backup dated after it
+    (beyond the tolerance) never counts as an addon's newest in the destination, or a destination that
+    stopped receiving backups would look fresh (NorthflankBackupDestinationStale silent)."""
     last: dict[tuple[str, str], float] = {}
     size = 0
+    limit = now + FUTURE_TOLERANCE_SECONDS
     for b in backups:
         if b.status is not BackupStatus.COMPLETED:
             continue
         size += b.config.size or 0
         key = ((b.project.id if b.project else None) or "", (b.addon.id if b.addon else None) or "")
         at = (b.completed_at or b.created_at).timestamp()
-        if at > last.get(key, float("-inf")):
+        if at <= limit and b.created_at.timestamp() <= limit and at > last.get(key, float("-inf")):
             last[key] = at
     return DestinationSummary(
         counts=_count_statuses(b.status for b in backups),
@@ -237,13 +324,33 @@ def _frozen(items: Mapping[K, V]) -> Mapping[K, V]:
 class Snapshot:
     #: None until the first discovery ran; then whether the last discovery of projects succeeded.
     up: bool | None = None
-    #: Whether one complete refresh of everything has finished.
+    #: What /-/ready says: set by the scheduler once discovery has succeeded (the planner: the projects
+    #: listed and every project's addon listing answered; the fixed timer: after a complete pass), never
+    #: before the projects were listed successfully (see :meth:`with_ready`); it then stays set, so that
+    #: an API outage later does not take the last good data out of service.
     ready: bool = False
     projects_at: float | None = None
     destinations_at: float | None = None
     projects: Mapping[str, ProjectSnapshot] = field(default_factory=lambda: MappingProxyType({}))
     addons: Mapping[AddonKey, AddonSnapshot] = field(default_factory=lambda: MappingProxyType({}))
     destinations: Mapping[str, DestinationSnapshot] = field(default_factory=lambda: MappingProxyType({}))
+    #: Resources other than the projects (whose health is ``up``) that the API refuses or cannot serve
+    #: at all: the latest read of every subject (project, addon, destination) that has one failed with an
+    #: access, server or transport error (see ``exporter.poller.ResourceHealth``).
+    failing_resources: frozenset[str] = frozenset()
+
+    def resource_up(self, resource: str) -> bool:
+        if resource == "projects":
+            return self.up is True
+        return resource not in self.failing_resources
+
+    @property
+    def api_up(self) -> bool:
+        """Discovery succeeded and no resource fails for every subject: what ``northflank_up`` says."""
+        return self.up is True and not self.failing_resources
+
+    def with_failing_resources(self, failing: frozenset[str]) -> Snapshot:
+        return self if failing == self.failing_resources else replace(self, failing_resources=failing)
 
     def with_discovery_failed(self) -> Snapshot:
         return replace(self, up=False)
@@ -329,7 +436,11 @@ class Snapshot:
         return replace(self, destinations=_frozen(destinations))
 
     def with_ready(self) -> Snapshot:
-        return self if self.ready else replace(self, ready=True)
+        """Ready, provided the projects were listed successfully at least once: before that (the token
+        refused, the API unreachable) the exporter has nothing to serve, whatever its scheduler thinks."""
+        if self.ready or self.projects_at is None:
+            return self
+        return replace(self, ready=True)
 
 
 class SnapshotStore:

@@ -18,10 +18,12 @@ file that ``promtool check web-config`` accepts is accepted here and means the s
       prometheus: $2y$10$...      # bcrypt hashes
     rate_limit: {interval: 1s, burst: 10}
 
-Everything is read and checked once, at start (the certificate and key are loaded to prove they match);
-a bad file is one :class:`WebConfigError` naming the file and the field, never echoing a hash or a key.
-Unlike the toolkit, which reads the file again for every request and connection, changes to the file or
-to the certificates take effect at the next start.
+Everything is read and checked at start (the certificate and key are loaded to prove they match); a bad
+file is one :class:`WebConfigError` naming the file and the field, never echoing a hash or a key. The
+toolkit reads the file again for every request and connection; here SIGHUP reads it again: users, headers
+and the rate limit apply to the next requests, the certificate and key to the next connections (see
+:func:`reload_tls`); other TLS settings, and turning TLS on or off, take a restart. A file that fails to
+load on SIGHUP leaves the one in use in place.
 
 Where Python's TLS cannot do what Go's does, the nearest safe behaviour is chosen and said at start:
 ``RequestClientCert`` does not ask for a certificate (Go asks but never checks it, so access is the same);
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -57,6 +60,8 @@ import bcrypt
 import uvicorn
 import yaml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exporter.connections import ConnectionGuard, with_read_timeout
 
 log = logging.getLogger(__name__)
 
@@ -636,6 +641,32 @@ def build_ssl_context(config: WebConfig) -> ssl.SSLContext:
     return context
 
 
+def _without_keys(tls: TLSServerConfig) -> TLSServerConfig:
+    return dataclasses.replace(tls, cert_file=None, key_file=None, cert=None, key=None)
+
+
+def reload_tls(context: ssl.SSLContext | None, running: WebConfig, new: WebConfig) -> str | None:
+    """Load ``new``'s certificate and key into the server's ``context``, which every new connection is
+    made with (an ``SSLContext`` copies its certificate into each connection at the handshake), as the
+    toolkit serves a renewed certificate without a restart. ``new`` must come from :func:`load_web_config`
+    (so its pair is known to load). Returns what of ``new`` still takes a restart, if anything.
+    """
+    if (running.tls is None) != (new.tls is None):
+        return "turning TLS on or off takes a restart; the server keeps serving as it started"
+    if new.tls is None or running.tls is None:
+        return None
+    if context is None:
+        return "the server is not serving yet; the certificate and key are those read at start"
+    _load_cert_chain(context, new.tls, new.source)
+    if _without_keys(new.tls) != _without_keys(running.tls):
+        return (
+            "tls_server_config settings other than the certificate and key (client CA, client_auth_type, "
+            "versions, cipher suites, curves, allowed SANs) take a restart; the new certificate and key "
+            "are in use"
+        )
+    return None
+
+
 def _subject_alt_names(peercert: Mapping[str, Any]) -> list[str]:
     """The SAN values Go matches against client_allowed_sans: DNS names, e-mails, IPs and URIs."""
     names = []
@@ -680,8 +711,20 @@ def _san_checking(base: type[asyncio.Protocol], allowed: tuple[str, ...]) -> typ
 class UvicornConfig(uvicorn.Config):
     """uvicorn's Config serving TLS the way a web config says (context built here, at construction)."""
 
-    def __init__(self, app: ASGIApp, *, web_config: WebConfig | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        web_config: WebConfig | None = None,
+        read_timeout: float | None = None,
+        connections: ConnectionGuard | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``read_timeout``: seconds a client has to send a complete request (see connections.py);
+        ``connections`` counts the connections that run out of it."""
         super().__init__(app, **kwargs)
+        self._read_timeout = read_timeout
+        self._connections = connections
         tls = web_config.tls if web_config is not None else None
         self._ssl_context = build_ssl_context(web_config) if web_config is not None and tls else None
         self._allowed_sans = tls.client_allowed_sans if tls is not None else None
@@ -692,6 +735,10 @@ class UvicornConfig(uvicorn.Config):
             self.ssl = self._ssl_context
         if self._allowed_sans is not None:
             self.http_protocol_class = _san_checking(self.http_protocol_class, self._allowed_sans)
+        if self._read_timeout is not None:
+            self.http_protocol_class = with_read_timeout(
+                self.http_protocol_class, self._read_timeout, self._connections
+            )
 
 
 # --- Basic auth, headers and rate limiting ---------------------------------------------------------
@@ -815,10 +862,15 @@ async def _plain_response(send: Send, status: int, text: str, headers: list[tupl
     await send({"type": "http.response.body", "body": body})
 
 
+def _header_pairs(config: WebConfig) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("ascii"), v.encode("ascii")) for k, v in config.headers.items()]
+
+
 class WebSecurityMiddleware:
     """Pure ASGI middleware, in the toolkit's order: rate limit (429), configured headers, basic auth (401).
 
-    It covers every path (/metrics, /, the health probes), as the toolkit's handler does.
+    It covers every path (/metrics, /, the health probes), as the toolkit's handler does. :meth:`use`
+    swaps in a config read again (SIGHUP); a request sees one config from its start to its end.
     """
 
     def __init__(self, app: ASGIApp, config: WebConfig) -> None:
@@ -826,23 +878,34 @@ class WebSecurityMiddleware:
         self.config = config
         self.auth = BasicAuth(config.users) if config.users else None
         self.limiter = TokenBucket(config.rate_limit) if config.rate_limit else None
-        self._headers = [(k.lower().encode("ascii"), v.encode("ascii")) for k, v in config.headers.items()]
+        self._headers = _header_pairs(config)
+
+    def use(self, config: WebConfig) -> None:
+        """Serve the requests that come next by ``config``. Users and a rate limit that did not change keep
+        their state (the verified-password cache, the bucket's level)."""
+        if dict(config.users) != dict(self.config.users):
+            self.auth = BasicAuth(config.users) if config.users else None
+        if config.rate_limit != self.config.rate_limit:
+            self.limiter = TokenBucket(config.rate_limit) if config.rate_limit else None
+        self._headers = _header_pairs(config)
+        self.config = config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.limiter is not None and not self.limiter.allow():
+        auth, limiter, headers = self.auth, self.limiter, self._headers
+        if limiter is not None and not limiter.allow():
             await _plain_response(send, 429, "Too Many Requests\n", [])
             return
-        if self._headers:
-            send = self._with_headers(send)
-        if self.auth is not None:
+        if headers:
+            send = self._with_headers(send, headers)
+        if auth is not None:
             authorization = next(
                 (value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"),
                 None,
             )
-            if not await self.auth.check(authorization):
+            if not await auth.check(authorization):
                 await _plain_response(
                     send,
                     401,
@@ -852,9 +915,8 @@ class WebSecurityMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    def _with_headers(self, send: Send) -> Send:
-        extra = self._headers
-
+    @staticmethod
+    def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", ())}

@@ -4,7 +4,8 @@ Every public method walks a whole listing and returns validated, frozen models. 
 
 - the optional :class:`RequestGate` is awaited before and told the outcome after (the seam for a request
   budget shared with the account's other clients);
-- the bearer header is built from the ``SecretStr`` at request time, never stored on the HTTP client;
+- the bearer header is built from the token at request time, never stored on the HTTP client (a token
+  file is so followed through rotations; after a 401 it is read again at once, and a new token retried);
 - the rate-limit headers of every response, errors included, update :attr:`NorthflankClient.rate_limit`
   and the ``northflank_api_rate_limit_*`` gauges;
 - ``northflank_api_requests_total`` counts the attempt: every retry costs the account's budget too;
@@ -16,6 +17,18 @@ what ``Retry-After`` (else ``x-ratelimit-reset``) says, unless that is longer th
 :class:`RateLimitedError` is raised at once with ``retry_at`` so the caller can defer. Other 4xx are not
 retried.
 
+Headers are input too. Numbers are ASCII digits only (``"²"`` passes ``str.isdigit``, then ``int()``
+raises). ``Retry-After`` and ``x-ratelimit-reset`` may be seconds to wait or a unix time (in seconds or
+milliseconds, on the API's clock), ``Retry-After`` also an HTTP date; a date or unix time is read against
+the API's clock (the response's ``Date`` header, else ours plus :attr:`NorthflankClient.server_time_offset`),
+so a server clock hours ahead does not stretch the wait. No header makes the exporter wait longer than the
+API's documented window (an hour): a value that would, or that makes no sense, is counted in
+``northflank_api_invalid_headers_total{header}`` and ignored, never obeyed.
+
+Ids are input too: a path parameter that is not an id of the documented pattern is refused before a
+request is made (:class:`InvalidIdentifierError`, see :mod:`routes`); the models skip listed items
+whose id is not one.
+
 Pagination: ``per_page`` and the ``cursor`` of the previous page, until ``hasNextPage`` is false. A cursor
 that comes back twice is an :class:`InvalidResponseError`; so is a listing longer than ``max_pages``. A page
 that says ``hasNextPage: true`` but carries no cursor ends the walk and what was read is returned: the
@@ -23,8 +36,19 @@ official js-client stops on a missing cursor the same way, and there is no way t
 without one. A response without ``pagination`` (the documented example of the schedules listing has none)
 is a single page.
 
+Items are validated one by one: an invalid item is skipped and counted in
+``northflank_exporter_invalid_items_total{resource}`` (logged at WARNING once per resource per hour, with
+the field path and pydantic's message, never the value), the rest of the listing is kept. Only when every
+item of a listing is invalid is the listing an :class:`InvalidResponseError` (the caller then keeps its last
+good data rather than taking an empty listing for the truth). A value of a kept item that the models read
+as unknown because it made no sense (a size of "²", a completedAt in year 9999; not a placeholder such as
+null or the epoch) is counted in ``northflank_exporter_invalid_values_total{resource}`` and logged at INFO
+once per resource per hour. Items are deduplicated by id across pages, the first occurrence kept:
+overlapping cursor pages must not count a backup twice.
+
 Errors never carry the token, a header, a concrete URL, a query string, a response body beyond the API's own
-short error message, or an input value: validation messages are built from pydantic's ``loc`` and ``msg``
+short error message and error id (from both of which the token is redacted, whatever its letter case), or
+an input value: validation messages are built from pydantic's ``loc`` and ``msg``
 only, and every exception is raised outside the ``except`` block that caught its cause, so no
 ``__cause__`` / ``__context__`` chain leads back to an httpx or pydantic exception holding the request or
 the payload (a destination listing holds the bucket's keys).
@@ -38,7 +62,9 @@ import logging
 import math
 import random
 import re
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -46,9 +72,10 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 import httpx
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from exporter import __version__
+from exporter.apitoken import ApiToken, ReloadableToken
 from exporter.clock import Clock
 from exporter.northflank import routes
 from exporter.northflank.errors import (
@@ -65,6 +92,7 @@ from exporter.northflank.errors import (
 )
 from exporter.northflank.metrics import CODE_CONNECTION_ERROR, CODE_TIMEOUT, ApiMetrics
 from exporter.northflank.models import (
+    UNKNOWN_FIELDS,
     Addon,
     ApiErrorBody,
     Backup,
@@ -91,6 +119,27 @@ MAX_ERROR_ID_CHARS = 64
 #: How many validation problems an InvalidResponseError names before "and N more".
 MAX_VALIDATION_PROBLEMS = 3
 
+#: The API's documented rate-limit window: no header makes the exporter wait longer than this.
+RATE_LIMIT_WINDOW_SECONDS = 3600.0
+#: A wait read from a header may overshoot the window by this much (clock granularity, latency) and is
+#: then read as the whole window; beyond it the value makes no sense.
+WAIT_SLACK_SECONDS = 60.0
+#: A Date header further than this from our clock is a broken header, not clock skew.
+MAX_CLOCK_OFFSET_SECONDS = 86400.0
+#: The offset is the median of this many latest Date headers: one odd proxy does not move it.
+CLOCK_OFFSET_SAMPLES = 5
+#: A header value (other than Date) longer than this is not parsed.
+MAX_HEADER_CHARS = 64
+#: Invalid items and ignored headers are logged at WARNING at most once per this long (per resource,
+#: per header); the rest at DEBUG: the counters say how many there were.
+PROBLEM_LOG_SECONDS = 3600.0
+#: Above this a waiting header's number is a unix time in seconds (from 2001 on), and above
+#: _EPOCH_MILLIS in milliseconds (from 1973 on); a unix time past _EPOCH_MILLIS_MAX (year 5138 in
+#: milliseconds) is no time. Between the window and _EPOCH_SECONDS a number is neither: nonsense.
+_EPOCH_SECONDS = 1e9
+_EPOCH_MILLIS = 1e11
+_EPOCH_MILLIS_MAX = 1e14
+
 _STATUS_ERRORS: dict[int, tuple[type[ApiError], str]] = {
     401: (AuthError, "authentication failed"),
     403: (PermissionDeniedError, "permission denied"),
@@ -100,6 +149,9 @@ _STATUS_ERRORS: dict[int, tuple[type[ApiError], str]] = {
 _HTML = re.compile(r"<\s*[a-zA-Z!/?]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ERROR_ID = re.compile(r"[A-Za-z0-9._:-]+")
+#: ASCII only: in a regex character class 0-9 is ASCII, unlike \d or str.isdigit.
+_ASCII_INT = re.compile(r"[0-9]{1,18}")
+_ASCII_NUMBER = re.compile(r"[0-9]{1,18}(?:\.[0-9]{0,9})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,20 +182,104 @@ class _Listing(Generic[T]):
     template: str
     #: the key of the item list inside ``data``; ``None`` when ``data`` is the list itself
     key: str | None
-    adapter: TypeAdapter[list[T]]
+    #: validates one item
+    adapter: TypeAdapter[T]
+    #: the ``resource`` label of the invalid-items counter (one of ``ITEM_RESOURCES``)
+    resource: str
     #: the documentation marks the list optional: an absent one is an empty listing
     optional: bool = False
 
 
-_PROJECTS = _Listing(routes.PROJECTS, "projects", TypeAdapter(list[Project]))
-_ADDONS = _Listing(routes.ADDONS, "addons", TypeAdapter(list[Addon]))
-_BACKUPS = _Listing(routes.BACKUPS, "backups", TypeAdapter(list[Backup]))
-_SCHEDULES = _Listing(routes.BACKUP_SCHEDULES, "schedules", TypeAdapter(list[Schedule]), optional=True)
-_RESTORES = _Listing(routes.ADDON_RESTORES, "restores", TypeAdapter(list[Restore]), optional=True)
+_PROJECTS = _Listing(routes.PROJECTS, "projects", TypeAdapter(Project), "projects")
+_ADDONS = _Listing(routes.ADDONS, "addons", TypeAdapter(Addon), "addons")
+_BACKUPS = _Listing(routes.BACKUPS, "backups", TypeAdapter(Backup), "backups")
+_SCHEDULES = _Listing(routes.BACKUP_SCHEDULES, "schedules", TypeAdapter(Schedule), "schedules", optional=True)
+_RESTORES = _Listing(routes.ADDON_RESTORES, "restores", TypeAdapter(Restore), "restores", optional=True)
 _DESTINATIONS = _Listing(
-    routes.BACKUP_DESTINATIONS, "backupDestinations", TypeAdapter(list[BackupDestination])
+    routes.BACKUP_DESTINATIONS, "backupDestinations", TypeAdapter(BackupDestination), "backup_destinations"
 )
-_DESTINATION_BACKUPS = _Listing(routes.DESTINATION_BACKUPS, None, TypeAdapter(list[DestinationBackup]))
+_DESTINATION_BACKUPS = _Listing(
+    routes.DESTINATION_BACKUPS, None, TypeAdapter(DestinationBackup), "destination_backups"
+)
+_LISTINGS: tuple[_Listing[Any], ...] = (
+    _PROJECTS,
+    _ADDONS,
+    _BACKUPS,
+    _SCHEDULES,
+    _RESTORES,
+    _DESTINATIONS,
+    _DESTINATION_BACKUPS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Page(Generic[T]):
+    """One page: its valid items, what was wrong with each invalid one, its pagination."""
+
+    items: list[T]
+    #: per invalid item: where and what (field path and pydantic's message, never the value)
+    problems: list[str]
+    pagination: Pagination
+    #: the fields of valid items read as unknown because their values made no sense
+    unknown_fields: list[str]
+
+
+class _Collected(Generic[T]):
+    """The items of a listing as its pages come: deduplicated by id (the first occurrence kept), and
+    what was wrong with the invalid ones (the first few, and how many)."""
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._ids: set[str] = set()
+        self.invalid = 0
+        self.problems: list[str] = []
+        self.unknown_fields: list[str] = []
+        self._duplicates = 0
+
+    def add(self, page: _Page[T], number: int) -> None:
+        self.unknown_fields += page.unknown_fields
+        self.invalid += len(page.problems)
+        for problem in page.problems[: MAX_VALIDATION_PROBLEMS - len(self.problems)]:
+            self.problems.append(problem if number == 1 else f"page {number}: {problem}")
+        for item in page.items:
+            key = getattr(item, "id", None)
+            if isinstance(key, str):
+                if key in self._ids:
+                    self._duplicates += 1
+                    continue
+                self._ids.add(key)
+            self._items.append(item)
+
+    def described(self) -> str:
+        """The first problems, and how many more there were."""
+        text = "; ".join(self.problems)
+        if self.invalid > len(self.problems):
+            text += f"; and {self.invalid - len(self.problems)} more"
+        return text
+
+    def result(self, endpoint: str) -> list[T]:
+        if self._duplicates:
+            # Overlapping cursor pages are the API's pagination, not bad data: not counted as invalid.
+            logger.debug("%s: %d item(s) listed more than once, kept once", endpoint, self._duplicates)
+        if self.invalid and not self._items:
+            # Nothing valid at all is a broken listing, not an empty one: the caller keeps its last data.
+            raise InvalidResponseError(
+                f"invalid response: all {self.invalid} item(s) of the listing are invalid "
+                f"({self.described()})",
+                endpoint=endpoint,
+            )
+        return self._items
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderReading:
+    """What the headers of one response said, the nonsensical values already counted and dropped."""
+
+    rate_limit: RateLimitStatus | None
+    #: seconds until the rate-limit window resets, when x-ratelimit-reset made sense
+    reset: float | None
+    #: the API's clock when it answered: its Date header, else our clock plus the known offset
+    server_now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +301,7 @@ class NorthflankClient:
         self,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        token: SecretStr,
+        token: ApiToken,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -210,6 +346,10 @@ class NorthflankClient:
         self._per_page = per_page
         self._max_pages = max_pages
         self._rate_limit: RateLimitStatus | None = None
+        #: the latest offsets (seconds the API's clock is ahead of ours) measured from Date headers
+        self._offsets: deque[float] = deque(maxlen=CLOCK_OFFSET_SAMPLES)
+        #: when a problem (an invalid item of a resource, an ignored header) was last logged at WARNING
+        self._problem_logged: dict[str, float] = {}
         # No auth header here: it is added to each request, so the HTTP client never holds the token.
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -226,6 +366,15 @@ class NorthflankClient:
     def rate_limit(self) -> RateLimitStatus | None:
         """The rate-limit headers of the latest response that carried them all well-formed."""
         return self._rate_limit
+
+    @property
+    def server_time_offset(self) -> float:
+        """Seconds the API's clock is ahead of ours (negative: behind), from the ``Date`` headers of its
+        latest responses (the median of the last few); 0.0 until one came. A Date a day or more off is a
+        broken header, counted and ignored, so the value is always finite and within a day."""
+        if not self._offsets:
+            return 0.0
+        return float(statistics.median(self._offsets))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -277,8 +426,9 @@ class NorthflankClient:
         if team is not None:
             template = routes.team_scoped(template)
             params = {**params, "teamId": team}
+        # Refuses an id that is not one (``..``, empty, with ``/``) before any request carries the token.
         path = routes.expand(template, **params)
-        items: list[T] = []
+        collected = _Collected[T]()
         seen: set[str] = set()
         cursor: str | None = None
         for page in range(1, self._max_pages + 1):
@@ -286,13 +436,14 @@ class NorthflankClient:
             if cursor is not None:
                 query["cursor"] = cursor
             body = await self._request(template, path, query)
-            page_items, pagination = _parse_page(listing, template, body, page)
-            items.extend(page_items)
+            parsed = _parse_page(listing, template, body, page)
+            collected.add(parsed, page)
+            pagination = parsed.pagination
             if not pagination.has_next_page:
-                return items
+                return self._finish(listing.resource, template, collected)
             if not pagination.cursor:
                 logger.debug("%s: page %d says hasNextPage but has no cursor; stopping there", template, page)
-                return items
+                return self._finish(listing.resource, template, collected)
             if pagination.cursor in seen:
                 raise InvalidResponseError(
                     f"page {page} returned a cursor seen on an earlier page: pagination would loop",
@@ -301,6 +452,58 @@ class NorthflankClient:
             seen.add(pagination.cursor)
             cursor = pagination.cursor
         raise InvalidResponseError(f"the listing has more than {self._max_pages} pages", endpoint=template)
+
+    def _finish(self, resource: str, endpoint: str, collected: _Collected[T]) -> list[T]:
+        """The listing's items; its invalid items counted, and logged unless the listing fails for them
+        (then the error says it, once, where the caller logs its failures)."""
+        if collected.invalid and self._metrics is not None:
+            self._metrics.observe_invalid_items(resource, collected.invalid)
+        unknown = collected.unknown_fields
+        if unknown:
+            if self._metrics is not None:
+                self._metrics.observe_invalid_values(resource, len(unknown))
+            # INFO: the items are kept, only those values are missing (and their series with them).
+            level, quiet = self._log_level(f"unknown {resource} values", logging.INFO)
+            logger.log(
+                level,
+                "%s: read %d value(s) of %s as unknown because they make no sense (%s); the items are kept%s",
+                endpoint,
+                len(unknown),
+                resource,
+                ", ".join(sorted(set(unknown))),
+                quiet,
+            )
+        items = collected.result(endpoint)
+        if collected.invalid:
+            level, quiet = self._log_level(f"invalid {resource} items")
+            logger.log(
+                level,
+                "%s: skipped %d invalid %s item(s), kept the other %d (%s)%s",
+                endpoint,
+                collected.invalid,
+                resource,
+                len(items),
+                collected.described(),
+                quiet,
+            )
+        return items
+
+    def _invalid_header(self, header: str, why: str, *, loud: int = logging.WARNING) -> None:
+        """A header value that makes no sense: counted and ignored. The value itself is never logged."""
+        if self._metrics is not None:
+            self._metrics.observe_invalid_header(header)
+        level, quiet = self._log_level(f"ignored {header} headers", loud)
+        logger.log(level, "ignored the %s header of a Northflank API response: %s%s", header, why, quiet)
+
+    def _log_level(self, problem: str, loud: int = logging.WARNING) -> tuple[int, str]:
+        """``loud`` (and a note saying the next ones are quieter) at most once per PROBLEM_LOG_SECONDS
+        per kind of problem; DEBUG otherwise: the counters say how many there were."""
+        now = self._clock.now()
+        last = self._problem_logged.get(problem)
+        if last is not None and 0 <= now - last < PROBLEM_LOG_SECONDS:
+            return logging.DEBUG, ""
+        self._problem_logged[problem] = now
+        return loud, f"; further {problem} are logged at debug level for {PROBLEM_LOG_SECONDS:g}s"
 
     # -- one request, with retries ----------------------------------------------------------------------
 
@@ -339,6 +542,7 @@ class NorthflankClient:
         )
         status_code: int | None = None
         rate_limit: RateLimitStatus | None = None
+        reading: _HeaderReading | None = None
         headers = httpx.Headers()
         body: bytes | None = None
         no_response: str | None = None  # the code label of an attempt that got no usable response
@@ -350,7 +554,8 @@ class NorthflankClient:
                 response = await self._http.send(request, stream=True)
                 try:
                     status_code, headers = response.status_code, response.headers
-                    rate_limit = self._observe_rate_limit(headers)
+                    reading = self._observe_headers(headers)
+                    rate_limit = reading.rate_limit
                     limit = self._max_body_bytes if response.is_success else ERROR_BODY_LIMIT
                     body = await _read_capped(response, limit)
                 finally:
@@ -376,8 +581,11 @@ class NorthflankClient:
             error = TransportError(f"connection failed ({cause})", endpoint=endpoint)
             return _Attempt(None, rate_limit, error=error, retry_delay=self._backoff(attempt))
         assert status_code is not None
+        assert reading is not None
         if not 200 <= status_code < 300:
-            return self._api_error(endpoint, status_code, headers, body, rate_limit, attempt)
+            # The token as this request sent it: what an API echoing the request would echo.
+            secret = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            return self._api_error(endpoint, status_code, headers, body, reading, attempt, secret)
         if undecodable:
             error = InvalidResponseError("the body could not be decoded", endpoint=endpoint)
             return _Attempt(status_code, rate_limit, error=error)
@@ -394,17 +602,29 @@ class NorthflankClient:
         status_code: int,
         headers: httpx.Headers,
         body: bytes | None,
-        rate_limit: RateLimitStatus | None,
+        reading: _HeaderReading,
         attempt: int,
+        secret: str,
     ) -> _Attempt:
+        rate_limit = reading.rate_limit
         api_error = _parse_error_body(body)
-        api_message = _clean_message(api_error.message if api_error else None, self._token)
-        error_id = _clean_error_id(api_error.id if api_error else None)
+        # Every field of the error body that is kept is redacted; ``details`` is not even parsed.
+        api_message = _clean_message(api_error.message if api_error else None, secret)
+        error_id = _clean_error_id(api_error.id if api_error else None, secret)
         if status_code == 429:
             now = self._clock.now()
-            wait = _retry_after(headers.get("retry-after"), now)
+            wait: float | None = None
+            retry_after = headers.get("retry-after")
+            if retry_after is not None:
+                wait = _retry_after(retry_after, reading.server_now)
+                if wait is None:
+                    self._invalid_header(
+                        "retry-after",
+                        "neither seconds nor a time within the API's 1 h rate-limit window; "
+                        "waiting for x-ratelimit-reset or backing off instead",
+                    )
             if wait is None:
-                wait = _seconds(headers.get("x-ratelimit-reset"))
+                wait = reading.reset
             if wait is not None and wait > self._max_retry_wait:
                 summary = f"rate limited for {wait:.0f}s, longer than the {self._max_retry_wait:g}s allowed"
             else:
@@ -426,28 +646,69 @@ class NorthflankClient:
             kind, summary = _STATUS_ERRORS.get(
                 status_code, (ApiError, "request rejected" if status_code >= 400 else "unexpected response")
             )
+            if status_code == 401 and self._token_replaced(secret):
+                retry_delay = 0.0  # the token file was rotated: the new token is tried at once
         error = kind(
             _join(summary, api_message), endpoint=endpoint, status_code=status_code, error_id=error_id
         )
         return _Attempt(status_code, rate_limit, error=error, retry_delay=retry_delay)
+
+    def _token_replaced(self, rejected: str) -> bool:
+        """After a 401: read a token file again at once, and say whether the token now differs from the
+        one that was refused (a concurrent request may have read the new one already)."""
+        if isinstance(self._token, ReloadableToken):
+            self._token.reload()
+        return self._token.get_secret_value() != rejected
 
     def _backoff(self, attempt: int) -> float:
         """Exponential, capped at ``max_retry_wait``, with jitter between half and all of it."""
         ceiling = min(self._max_retry_wait, self._backoff_base * 2.0 ** min(attempt - 1, 32))
         return ceiling * (0.5 + 0.5 * self._rng.random())
 
-    def _observe_rate_limit(self, headers: httpx.Headers) -> RateLimitStatus | None:
-        limit = _count(headers.get("x-ratelimit-limit"))
-        remaining = _count(headers.get("x-ratelimit-remaining"))
-        reset = _seconds(headers.get("x-ratelimit-reset"))
-        if limit is None or remaining is None or reset is None:
-            return None
+    def _observe_headers(self, headers: httpx.Headers) -> _HeaderReading:
+        """Date (the API's clock) first, then the rate-limit headers read against it."""
         now = self._clock.now()
+        server_now = now + self.server_time_offset
+        date = headers.get("date")
+        if date is not None:
+            at = _http_date(date)
+            if at is None or not abs(at - now) < MAX_CLOCK_OFFSET_SECONDS:
+                # INFO, not WARNING: ignoring it changes nothing but the skew correction (none, as
+                # before any Date was read), whereas an ignored rate-limit header changes what is sent.
+                self._invalid_header(
+                    "date",
+                    "not an HTTP date within a day of the exporter's clock; assuming no clock skew",
+                    loud=logging.INFO,
+                )
+            else:
+                self._offsets.append(at - now)
+                server_now = at
+        limit = self._count_header(headers, "x-ratelimit-limit")
+        remaining = self._count_header(headers, "x-ratelimit-remaining")
+        reset: float | None = None
+        raw_reset = headers.get("x-ratelimit-reset")
+        if raw_reset is not None:
+            reset = _wait(raw_reset, server_now)
+            if reset is None:
+                self._invalid_header(
+                    "x-ratelimit-reset", "neither seconds nor a unix time within the API's 1 h window"
+                )
+        if limit is None or remaining is None or reset is None:
+            return _HeaderReading(None, reset, server_now)
         status = RateLimitStatus(limit=limit, remaining=remaining, reset_at=now + reset, observed_at=now)
         self._rate_limit = status
         if self._metrics is not None:
             self._metrics.observe_rate_limit(status)
-        return status
+        return _HeaderReading(status, reset, server_now)
+
+    def _count_header(self, headers: httpx.Headers, name: str) -> int | None:
+        value = headers.get(name)
+        if value is None:
+            return None
+        count = _ascii_int(value)
+        if count is None:
+            self._invalid_header(name, "not a number of ASCII digits")
+        return count
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------
@@ -463,7 +724,8 @@ def _with_attempts(error: NorthflankError, attempts: int) -> NorthflankError:
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
     """The (decoded) body, or ``None`` as soon as it is known to be longer than ``limit`` bytes."""
-    declared = _count(response.headers.get("content-length"))
+    length = response.headers.get("content-length")
+    declared = _ascii_int(length) if length is not None else None
     if declared is not None and declared > limit:
         return None
     body = bytearray()
@@ -474,41 +736,64 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
     return bytes(body)
 
 
-def _count(value: str | None) -> int | None:
-    """A non-negative integer header; anything else is malformed and ignored."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text.isdigit() or len(text) > 18:
-        return None
-    return int(text)
+def _ascii_int(value: str) -> int | None:
+    """A non-negative integer of ASCII digits (at most 18); anything else is ``None``."""
+    text = value.strip(" \t")
+    return int(text) if _ASCII_INT.fullmatch(text) else None
 
 
-def _seconds(value: str | None) -> float | None:
-    """A non-negative, finite number of seconds; anything else is malformed and ignored."""
-    if value is None or len(value) > 32:
+def _bounded_wait(seconds: float) -> float | None:
+    """A wait of at most the rate-limit window: a little more is the window (clock granularity), a
+    little in the past is now; anything further either way makes no sense."""
+    if not math.isfinite(seconds):
+        return None
+    if (
+        -RATE_LIMIT_WINDOW_SECONDS - WAIT_SLACK_SECONDS
+        <= seconds
+        <= RATE_LIMIT_WINDOW_SECONDS + WAIT_SLACK_SECONDS
+    ):
+        return min(max(seconds, 0.0), RATE_LIMIT_WINDOW_SECONDS)
+    return None
+
+
+def _wait(value: str, server_now: float) -> float | None:
+    """Seconds to wait, from a header saying either that many seconds or until when, as a unix time in
+    seconds or milliseconds on the API's clock (``server_now``). ``None``: it makes no sense."""
+    text = value.strip(" \t")
+    if len(text) > MAX_HEADER_CHARS or not _ASCII_NUMBER.fullmatch(text):
+        return None
+    number = float(text)
+    if number < _EPOCH_SECONDS:
+        # Seconds to wait; ten years of them is not a wait but a broken header.
+        return _bounded_wait(number) if number <= RATE_LIMIT_WINDOW_SECONDS + WAIT_SLACK_SECONDS else None
+    if number >= _EPOCH_MILLIS_MAX:
+        return None
+    at = number / 1000 if number >= _EPOCH_MILLIS else number
+    return _bounded_wait(at - server_now)
+
+
+def _http_date(value: str) -> float | None:
+    """An HTTP date (RFC 9110: ``Tue, 14 Nov 2023 22:14:00 GMT``) as a unix time; ``None`` if not one."""
+    text = value.strip(" \t")
+    if len(text) > MAX_HEADER_CHARS or not text.isascii():
         return None
     try:
-        seconds = float(value.strip())
-    except ValueError:
+        when = parsedate_to_datetime(text)
+        if when.tzinfo is None:  # "-0000": RFC 5322 for "UTC, source unknown"
+            return None
+        at = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return at if math.isfinite(at) else None
 
 
-def _retry_after(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date (a past date is 0)."""
-    if value is None:
-        return None
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000": RFC 5322 for "UTC, source unknown"
-        return None
-    return max(0.0, when.timestamp() - now)
+def _retry_after(value: str, server_now: float) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds, a unix time, or an HTTP date on the API's clock
+    (``server_now``; a past date is 0). ``None``: it makes no sense."""
+    if _ASCII_NUMBER.fullmatch(value.strip(" \t")):
+        return _wait(value, server_now)
+    at = _http_date(value)
+    return None if at is None else _bounded_wait(at - server_now)
 
 
 def _parse_error_body(body: bytes | None) -> ApiErrorBody | None:
@@ -528,16 +813,23 @@ def _parse_error_body(body: bytes | None) -> ApiErrorBody | None:
     return None
 
 
-def _clean_message(message: str | None, token: SecretStr) -> str | None:
-    """The API's own message, on one line, capped, without markup or anything that looks like the token."""
+def _redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` replaced, whatever its letter case."""
+    if not secret:
+        return text
+    return re.sub(re.escape(secret), "[redacted]", text, flags=re.IGNORECASE)
+
+
+def _clean_message(message: str | None, secret: str) -> str | None:
+    """The API's own message, on one line, capped, without markup or the token (in any letter case)."""
     if not message:
         return None
     if _HTML.search(message):
         return None
-    secret = token.get_secret_value()
-    if secret and secret in message:
-        message = message.replace(secret, "[redacted]")
-    text = " ".join(_CONTROL.sub(" ", message).split())
+    message = _redact(message, secret)
+    # Again once on one line: a token split by a control character is joined back by a space, not by
+    # itself, but what the normalisation makes of the text is checked, not assumed.
+    text = _redact(" ".join(_CONTROL.sub(" ", message).split()), secret)
     if len(text) > MAX_API_MESSAGE_CHARS:
         text = text[: MAX_API_MESSAGE_CHARS - 1] + "…"
     return text or None
@@ -547,10 +839,13 @@ def _join(summary: str, api_message: str | None) -> str:
     return f"{summary}: {api_message}" if api_message else summary
 
 
-def _clean_error_id(error_id: str | None) -> str | None:
-    if error_id and len(error_id) <= MAX_ERROR_ID_CHARS and _ERROR_ID.fullmatch(error_id):
-        return error_id
-    return None
+def _clean_error_id(error_id: str | None, secret: str) -> str | None:
+    """The API's error id when it looks like one: short, plain, and not the token (in any letter case)."""
+    if not error_id or len(error_id) > MAX_ERROR_ID_CHARS or not _ERROR_ID.fullmatch(error_id):
+        return None
+    if secret and secret.casefold() in error_id.casefold():
+        return None
+    return error_id
 
 
 def _json_type(value: object) -> str:
@@ -588,10 +883,30 @@ def _describe(error: ValidationError, prefix: str) -> str:
     return described
 
 
-def _parse_page(listing: _Listing[T], endpoint: str, body: bytes, page: int) -> tuple[list[T], Pagination]:
-    """The items and the pagination of one page, or an InvalidResponseError naming what is wrong."""
+def _validate_item(listing: _Listing[T], raw: object, where: str, unknown: list[str]) -> T | str:
+    """One item, or where and what is wrong with it (field path and pydantic's message, never a value).
+    The fields of a valid item read as unknown are appended to ``unknown``."""
+    problem: str
+    noted: list[str] = []
+    try:
+        item = listing.adapter.validate_python(raw, context={UNKNOWN_FIELDS: noted})
+        unknown += noted
+        return item
+    except ValidationError as exc:
+        problem = _describe(exc, where)
+    except (ArithmeticError, RecursionError) as exc:
+        # A validator's arithmetic on an absurd value: the item is invalid, the listing goes on.
+        problem = f"{where}: value out of range ({type(exc).__name__})"
+    return problem
+
+
+def _parse_page(listing: _Listing[T], endpoint: str, body: bytes, page: int) -> _Page[T]:
+    """The valid items, the problems of the invalid ones and the pagination of one page, or an
+    InvalidResponseError when the page as a whole is not what the API documents."""
     problem: str | None = None
     items: list[T] = []
+    problems: list[str] = []
+    unknown: list[str] = []
     pagination = Pagination()
     try:
         document: Any = json.loads(body)
@@ -601,10 +916,12 @@ def _parse_page(listing: _Listing[T], endpoint: str, body: bytes, page: int) -> 
     if problem is None:
         problem, raw_items, where = _locate_items(listing, document)
         if problem is None:
-            try:
-                items = listing.adapter.validate_python(raw_items)
-            except ValidationError as exc:
-                problem = _describe(exc, where)
+            for index, raw in enumerate(raw_items):
+                item = _validate_item(listing, raw, f"{where}[{index}]", unknown)
+                if isinstance(item, str):
+                    problems.append(item)
+                else:
+                    items.append(item)
     if problem is None and document.get("pagination") is not None:
         try:
             pagination = Pagination.model_validate(document["pagination"])
@@ -613,29 +930,30 @@ def _parse_page(listing: _Listing[T], endpoint: str, body: bytes, page: int) -> 
     if problem is not None:
         # Raised here, outside the except blocks: no chain back to the payload.
         raise InvalidResponseError(f"invalid response (page {page}): {problem}", endpoint=endpoint)
-    return items, pagination
+    return _Page(items, problems, pagination, unknown)
 
 
-def _locate_items(listing: _Listing[Any], document: object) -> tuple[str | None, object, str]:
-    """``(problem, raw item list, its path)``: the list a listing's items are in, or what is wrong."""
+def _locate_items(listing: _Listing[Any], document: object) -> tuple[str | None, list[object], str]:
+    """``(problem, raw item list, its path)``: the list a listing's items are in, or what is wrong (and
+    an empty list)."""
     if not isinstance(document, dict):
-        return f"expected a JSON object, got {_json_type(document)}", None, ""
+        return f"expected a JSON object, got {_json_type(document)}", [], ""
     if "data" not in document:
-        return "data: missing", None, ""
+        return "data: missing", [], ""
     data = document["data"]
     if listing.key is None:
         raw, where = data, "data"
     else:
         if not isinstance(data, dict):
-            return f"data: expected an object, got {_json_type(data)}", None, ""
+            return f"data: expected an object, got {_json_type(data)}", [], ""
         where = f"data.{listing.key}"
         if listing.key not in data:
             if listing.optional:
                 return None, [], where
-            return f"{where}: missing", None, where
+            return f"{where}: missing", [], where
         raw = data[listing.key]
     if not isinstance(raw, list):
-        return f"{where}: expected an array, got {_json_type(raw)}", None, where
+        return f"{where}: expected an array, got {_json_type(raw)}", [], where
     return None, raw, where
 
 

@@ -10,6 +10,9 @@
     │   ├── RateLimitedError             429 (after retries, or too long)   reason: rate_limited
     │   └── ServerError                  5xx (after retries)                reason: server_error
     └── InvalidResponseError             2xx whose body is not what the API documents
+        │                                                                  reason: invalid_response
+        └── InvalidIdentifierError       an id from a listing that cannot go into a request path
+                                         (not ^[A-Za-z0-9-]+$): refused before any request is sent
                                                                            reason: invalid_response
 
 Messages name the route template and what went wrong, never the token, a header, a query string or a
@@ -28,6 +31,9 @@ REASONS: tuple[str, ...] = (
     "timeout",
     "connection",
     "invalid_response",
+    # Not raised by the client: the poller's catch-all for a failure outside this taxonomy (a bug, an
+    # exception from a library), so that no failed refresh goes uncounted.
+    "unexpected",
 )
 
 
@@ -108,10 +114,16 @@ class InvalidResponseError(NorthflankError):
     reason = "invalid_response"
 
 
+class InvalidIdentifierError(InvalidResponseError):
+    """An id the API listed that does not match its documented pattern: ``..`` as a project id would
+    have the client read ``/v1/addons`` with the bearer token. The message names the parameter only."""
+
+
 __all__ = [
     "REASONS",
     "ApiError",
     "AuthError",
+    "InvalidIdentifierError",
     "InvalidResponseError",
     "NorthflankError",
     "NotFoundError",

@@ -1,8 +1,9 @@
 """Metrics about the exporter's own use of the Northflank API: requests, latency and the rate-limit budget.
 
 Registered on the registry passed in, never on the global default. Labels are bounded: ``endpoint`` is a
-route template (never a concrete URL with ids) and ``code`` an HTTP status code or one of
-:data:`NO_RESPONSE_CODES`.
+route template (never a concrete URL with ids), ``code`` an HTTP status code or one of
+:data:`NO_RESPONSE_CODES`, ``header`` one of :data:`CHECKED_HEADERS` and ``resource`` one of
+:data:`ITEM_RESOURCES`. Every series of the last two exists from the start, at 0.
 """
 
 from __future__ import annotations
@@ -18,6 +19,25 @@ if TYPE_CHECKING:
 CODE_TIMEOUT = "timeout"
 CODE_CONNECTION_ERROR = "connection_error"
 NO_RESPONSE_CODES: tuple[str, ...] = (CODE_TIMEOUT, CODE_CONNECTION_ERROR)
+
+#: The response headers the client acts on, whose nonsensical values are counted and ignored.
+CHECKED_HEADERS: tuple[str, ...] = (
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "date",
+)
+#: The listings' resource names (the same as the refresher's ``resource`` label).
+ITEM_RESOURCES: tuple[str, ...] = (
+    "projects",
+    "addons",
+    "backups",
+    "schedules",
+    "restores",
+    "backup_destinations",
+    "destination_backups",
+)
 
 #: From a fast cached answer to the client's longest allowed wait.
 DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -61,9 +81,47 @@ class ApiMetrics:
             registry=registry,
         )
 
+        self.invalid_headers = Counter(
+            "northflank_api_invalid_headers",
+            "Response headers of the Northflank API the exporter ignored because their value made no sense "
+            "(not ASCII digits, a wait longer than the 1 h rate-limit window, a Date a day or more off), "
+            "by header name.",
+            ["header"],
+            registry=registry,
+        )
+        self.invalid_items = Counter(
+            "northflank_exporter_invalid_items",
+            "Items of a Northflank API listing skipped because they failed validation (the rest of the "
+            "listing is kept), by resource.",
+            ["resource"],
+            registry=registry,
+        )
+        self.invalid_values = Counter(
+            "northflank_exporter_invalid_values",
+            "Values of listed Northflank API items read as unknown because they made no sense (a size that "
+            "is not a number of bytes below 2^63, a timestamp after 2200 or unreadable): the item is kept "
+            "without them. By resource.",
+            ["resource"],
+            registry=registry,
+        )
+        for header in CHECKED_HEADERS:
+            self.invalid_headers.labels(header=header)
+        for resource in ITEM_RESOURCES:
+            self.invalid_items.labels(resource=resource)
+            self.invalid_values.labels(resource=resource)
+
     def observe_request(self, endpoint: str, code: str, duration_seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, code=code).inc()
         self.duration.labels(endpoint=endpoint).observe(max(duration_seconds, 0.0))
+
+    def observe_invalid_header(self, header: str) -> None:
+        self.invalid_headers.labels(header=header).inc()
+
+    def observe_invalid_items(self, resource: str, count: int) -> None:
+        self.invalid_items.labels(resource=resource).inc(count)
+
+    def observe_invalid_values(self, resource: str, count: int) -> None:
+        self.invalid_values.labels(resource=resource).inc(count)
 
     def observe_rate_limit(self, status: RateLimitStatus) -> None:
         self.rate_limit_limit.set(status.limit)
@@ -71,4 +129,12 @@ class ApiMetrics:
         self.rate_limit_reset.set(status.reset_at)
 
 
-__all__ = ["CODE_CONNECTION_ERROR", "CODE_TIMEOUT", "DURATION_BUCKETS", "NO_RESPONSE_CODES", "ApiMetrics"]
+__all__ = [
+    "CHECKED_HEADERS",
+    "CODE_CONNECTION_ERROR",
+    "CODE_TIMEOUT",
+    "DURATION_BUCKETS",
+    "ITEM_RESOURCES",
+    "NO_RESPONSE_CODES",
+    "ApiMetrics",
+]

@@ -3,14 +3,24 @@
 JSON is validated into these once, in the API client; everything past the client works with them.
 They accept the quirks real responses have (see ../shared/northflank-api.md):
 
-- sizes are strings of digits (``"1234"``), sometimes ``"0"`` while in flight; a non-numeric size is
-  read as unknown (``None``) rather than failing the listing;
+- sizes are strings of digits (``"1234"``), sometimes ``"0"`` while in flight; a size that is not
+  ASCII digits (``"²"`` passes ``str.isdigit``), negative, or 2**63 and more is read as unknown
+  (``None``) rather than failing the item;
 - ``expiredBy`` is documented as a number but sent as a string (``"1729232400000.0"``);
 - restore ids are integers (unix milliseconds);
 - in-flight backups carry no meaningful ``completedAt`` (absent, null, empty, the epoch, or before
   ``createdAt``): read as ``None``;
 - a status value outside the documented seven becomes ``BackupStatus.UNKNOWN`` instead of failing the
-  whole listing.
+  whole listing;
+- every timestamp is within 1970-01-01..2200-01-01 UTC, so that nothing downstream (``astimezone``,
+  ``timestamp()``, arithmetic) can overflow: outside that range a required timestamp makes the item
+  invalid and an optional one is unknown (``None``);
+- ids used in request paths (projects, addons, destinations) match the documented ``^[A-Za-z0-9-]+$``:
+  ``.``, ``..``, an empty id or one with ``/`` would make the client request another endpoint.
+
+The API client validates each item of a listing on its own: an item these models reject is skipped and
+counted, the rest of the listing is kept; a value read as unknown because it made no sense is noted in
+the validation context (:data:`UNKNOWN_FIELDS`) for the client to count.
 
 Destination credentials are not modelled at all, so they are dropped at parse time and can never reach
 a log line, a label or an error message.
@@ -19,12 +29,23 @@ a log line, a label or an error message.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from exporter.northflank.routes import valid_id
 
 
 class BackupStatus(StrEnum):
@@ -73,65 +94,167 @@ def _status(value: object) -> BackupStatus:
         return BackupStatus.UNKNOWN
 
 
-def _size(value: object) -> int | None:
-    """Byte sizes come as strings of digits; anything that is not a non-negative number is unknown."""
-    if value is None or isinstance(value, bool):
+#: Sizes are exported as float64 and summed: 2**63 bytes (8 EiB) and more is no real backup's size.
+MAX_SIZE = 2**63 - 1
+#: ASCII digits only: ``str.isdigit`` and ``float`` also take "²", "١٢" or "1_000".
+_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{0,30})?")
+#: Every timestamp the exporter keeps lies in [MIN_TIME, MAX_TIME): far from datetime's limits (years 1
+#: and 9999), so converting one to UTC or to a unix time never overflows, and far from any real backup.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+#: Longer than any ISO 8601 timestamp the API sends; longer strings are not parsed at all.
+_MAX_TIME_CHARS = 64
+#: Retention in days beyond a century is not a retention but a broken value.
+MAX_RETENTION_DAYS = 36_500
+
+
+#: The validation context key of a list to which the validators below append the name of every field
+#: they read as unknown because its value made no sense (not a placeholder such as null or the epoch):
+#: the API client counts them. Without that context (a plain model_validate) nothing is noted.
+UNKNOWN_FIELDS = "unknown_fields"
+
+
+def _note(info: ValidationInfo) -> None:
+    context = info.context
+    noted = context.get(UNKNOWN_FIELDS) if isinstance(context, dict) else None
+    if isinstance(noted, list):
+        noted.append(info.field_name or "?")
+
+
+class _TimeError(ValueError):
+    """A timestamp that is not one; ``early`` when it lies before 1970 (year 1 is Go's zero time, the
+    epoch a common placeholder: for an optional field, "not yet" rather than nonsense)."""
+
+    def __init__(self, message: str, *, early: bool = False) -> None:
+        super().__init__(message)
+        self.early = early
+
+
+def _size(value: object, info: ValidationInfo) -> int | None:
+    """Byte sizes come as strings of ASCII digits; anything that is not a plausible size is unknown."""
+    if value is None:
         return None
+    number = _plausible_size(value)
+    if number is None:
+        _note(info)
+    return number
+
+
+def _plausible_size(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    number: int | float
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value >= 0 else None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            return int(text)
-        try:
-            number = float(text)
-        except ValueError:
+        number = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
             return None
-        return int(number) if math.isfinite(number) and number >= 0 else None
-    return None
+        number = value
+    elif isinstance(value, str):
+        text = value.strip(" \t")
+        if not _DECIMAL.fullmatch(text):
+            return None
+        number = float(text) if "." in text else int(text)
+    else:
+        return None
+    if not 0 <= number <= MAX_SIZE:
+        return None
+    return int(number)
 
 
 def _parse_time(value: object) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MAX_TIME_CHARS or not text.isascii():
+            raise _TimeError("timestamp must be an ISO 8601 string")
         try:
-            parsed = datetime.fromisoformat(value.strip())
+            parsed = datetime.fromisoformat(text)
         except ValueError:
             # fromisoformat's message quotes the input; validation messages must never carry values.
-            raise ValueError("timestamp must be an ISO 8601 string") from None
+            raise _TimeError("timestamp must be an ISO 8601 string") from None
     else:
-        raise ValueError("timestamp must be an ISO 8601 string")
+        raise _TimeError("timestamp must be an ISO 8601 string")
+    # Checked before any conversion: year 1 at +05:00 or year 9999 at -05:00 overflow astimezone().
+    if not MIN_TIME.year - 1 <= parsed.year <= MAX_TIME.year:
+        raise _TimeError("timestamp out of range (1970 to 2200)", early=parsed.year < MIN_TIME.year)
     if parsed.tzinfo is None:
         # The API speaks UTC; a timestamp without an offset is read as UTC, not as local time.
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        # A tzinfo that is no fixed offset could do anything; an offset of a day or more is no offset.
+        offset = parsed.utcoffset()
+    except Exception:
+        offset = None
+    if offset is None or abs(offset) >= timedelta(days=1):
+        raise _TimeError("timestamp has an invalid UTC offset")
+    utc = (parsed - offset).replace(tzinfo=UTC)
+    if not MIN_TIME <= utc < MAX_TIME:
+        raise _TimeError("timestamp out of range (1970 to 2200)", early=utc < MIN_TIME)
+    return utc
 
 
-def _optional_time(value: object) -> datetime | None:
-    """For fields that are absent or meaningless while something is in flight: never fail on them."""
+def _optional_time(value: object, info: ValidationInfo) -> datetime | None:
+    """For fields that are absent or meaningless while something is in flight: never fail on them.
+    A placeholder (null, empty, the epoch or before) is "not yet"; anything else unusable is noted."""
     if value is None or value == "":
         return None
     try:
         parsed = _parse_time(value)
-    except ValueError:
+    except _TimeError as error:
+        if not error.early:
+            _note(info)
         return None
-    return None if parsed.timestamp() <= 0 else parsed
+    return None if parsed <= MIN_TIME else parsed
 
 
-def _epoch_millis(value: object) -> datetime | None:
-    if value is None or value == "" or isinstance(value, bool):
+def _epoch_millis(value: object, info: ValidationInfo) -> datetime | None:
+    if value is None or value == "" or value == 0:
         return None
-    if isinstance(value, int | float | str):
-        try:
-            millis = float(value)
-        except ValueError:
+    at = _plausible_millis(value)
+    if at is None:
+        _note(info)
+    return at
+
+
+def _plausible_millis(value: object) -> datetime | None:
+    if isinstance(value, bool):
+        return None
+    millis: float
+    if isinstance(value, int | float):
+        millis = float(value) if not isinstance(value, int) or abs(value) < 10**30 else math.inf
+    elif isinstance(value, str):
+        text = value.strip(" \t")
+        if not _DECIMAL.fullmatch(text):
             return None
-        if math.isfinite(millis) and millis > 0:
-            return datetime.fromtimestamp(millis / 1000, tz=UTC)
+        millis = float(text)
+    else:
+        return None
+    if not (math.isfinite(millis) and 0 < millis < MAX_TIME.timestamp() * 1000):
+        return None
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def _path_id(value: object) -> str:
+    """An id that goes into a request path: anything but the documented pattern would reach another
+    endpoint (``..``) or none; the message names the pattern, never the value."""
+    if not isinstance(value, str) or not valid_id(value):
+        raise ValueError("id must match ^[A-Za-z0-9-]+$")
+    return value
+
+
+def _optional_count(value: object) -> int | None:
+    """A count the exporter does not rely on: anything but a plausible non-negative integer is unknown."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE:
+        return value
     return None
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):  # pydantic reads true as 1
+        raise ValueError("must be a number, not a boolean")
+    return value
 
 
 def _id_string(value: object) -> str:
@@ -150,6 +273,8 @@ Timestamp = Annotated[datetime, BeforeValidator(_parse_time)]
 OptionalTimestamp = Annotated[datetime | None, BeforeValidator(_optional_time)]
 EpochMillis = Annotated[datetime | None, BeforeValidator(_epoch_millis)]
 IdString = Annotated[str, BeforeValidator(_id_string)]
+PathId = Annotated[str, BeforeValidator(_path_id)]
+RetentionDays = Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=MAX_RETENTION_DAYS)]
 
 
 class ApiModel(BaseModel):
@@ -165,7 +290,7 @@ class ApiModel(BaseModel):
 
 
 class Project(ApiModel):
-    id: str
+    id: PathId
     name: str
     description: str | None = None
 
@@ -175,7 +300,7 @@ class AddonSpec(ApiModel):
 
 
 class Addon(ApiModel):
-    id: str
+    id: PathId
     name: str
     app_id: str | None = None
     description: str | None = None
@@ -240,7 +365,7 @@ class Scheduling(ApiModel):
 
 class AdditionalDestination(ApiModel):
     destination_id: str
-    retention_time: int | None = None
+    retention_time: RetentionDays | None = None
     type: str | None = None
 
 
@@ -251,7 +376,7 @@ class Schedule(ApiModel):
     additional_destinations: tuple[AdditionalDestination, ...] = ()
     custom_destination_id: str | None = None
     scheduling: Scheduling
-    retention_time: int = Field(ge=0)
+    retention_time: RetentionDays
     created_at: OptionalTimestamp = None
     updated_at: OptionalTimestamp = None
 
@@ -277,7 +402,7 @@ class Restore(ApiModel):
 
 class BackupDestination(ApiModel):
     # The SDK marks id optional on this listing; a destination without one cannot be asked for its backups.
-    id: str | None = None
+    id: PathId | None = None
     name: str
     description: str | None = None
     type: str | None = None
@@ -306,20 +431,28 @@ class DestinationBackup(ApiModel):
 class Pagination(ApiModel):
     has_next_page: bool = False
     cursor: str | None = None
-    count: int | None = None
+    #: Not relied upon: an odd count must not fail the page.
+    count: Annotated[int | None, BeforeValidator(_optional_count)] = None
 
 
 class ApiErrorBody(ApiModel):
-    """The ``error`` object of a non-2xx response. Every field is optional: proxies send anything."""
+    """The ``error`` object of a non-2xx response. Every field is optional: proxies send anything.
+
+    ``details`` is not modelled: it is free-form, may echo the request (the token), and nothing uses it.
+    """
 
     status: int | None = None
     message: str | None = None
     id: str | None = Field(default=None, validation_alias=AliasChoices("id", "errorId"))
-    details: Any = None
 
 
 __all__ = [
     "DOCUMENTED_STATUSES",
+    "MAX_RETENTION_DAYS",
+    "MAX_SIZE",
+    "MAX_TIME",
+    "MIN_TIME",
+    "UNKNOWN_FIELDS",
     "AdditionalDestination",
     "Addon",
     "AddonSpec",

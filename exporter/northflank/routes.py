@@ -1,14 +1,18 @@
 """The route templates of the Northflank API the exporter reads, and how to fill them in.
 
 A template (``/v1/projects/{projectId}/addons``) is what metrics, logs and errors name: it is bounded and
-carries no identifier. The concrete path is built from it with :func:`expand`, which percent-encodes every
-parameter, so an id can never add a path segment or a query string.
+carries no identifier. The concrete path is built from it with :func:`expand`, which accepts only ids of
+the API's documented pattern ``^[A-Za-z0-9-]+$``: percent-encoding alone is not enough, since ``.`` and
+``..`` are resolved as dot segments (``/v1/projects/../addons`` is ``/v1/addons``) and an empty id
+changes the route, and both would send the bearer token to another endpoint.
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import quote
+
+from exporter.northflank.errors import InvalidIdentifierError
 
 PROJECTS = "/v1/projects"
 ADDONS = "/v1/projects/{projectId}/addons"
@@ -32,6 +36,8 @@ ROUTES: tuple[str, ...] = (
 TEAM_PREFIX = "/v1/teams/{teamId}"
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: What every path parameter must be, whole (``fullmatch``: ``$`` would let a trailing newline through).
+_ID = re.compile(r"[A-Za-z0-9-]+")
 
 
 def team_scoped(template: str) -> str:
@@ -43,15 +49,29 @@ def team_scoped(template: str) -> str:
     return TEAM_PREFIX + template[len("/v1") :]
 
 
+def valid_id(value: object) -> bool:
+    """Whether ``value`` may be a path parameter: a string of ASCII letters, digits and dashes."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def expand(template: str, **params: str) -> str:
-    """Fill a template in; every value is percent-encoded as one path segment and must be non-empty."""
+    """Fill a template in. A parameter that is not an id of the documented pattern is refused with
+    :class:`InvalidIdentifierError` (a parameter missing or unknown to the template is a bug: ValueError).
+    """
     names = _PLACEHOLDER.findall(template)
-    missing = [name for name in names if not params.get(name)]
+    missing = [name for name in names if name not in params]
     if missing:
-        raise ValueError(f"{template}: missing or empty path parameter(s): {', '.join(missing)}")
+        raise ValueError(f"{template}: missing path parameter(s): {', '.join(missing)}")
     extra = sorted(set(params) - set(names))
     if extra:
         raise ValueError(f"{template}: unknown path parameter(s): {', '.join(extra)}")
+    invalid = [name for name in names if not valid_id(params[name])]
+    if invalid:
+        # Names the parameter, never the value: it came from the API and may be anything.
+        raise InvalidIdentifierError(
+            f"refused to request it: {', '.join(invalid)} is not an id (^[A-Za-z0-9-]+$)", endpoint=template
+        )
+    # Quoting is now a no-op; it stays so that widening the pattern can never open a path segment.
     return _PLACEHOLDER.sub(lambda match: quote(params[match.group(1)], safe=""), template)
 
 
@@ -67,4 +87,5 @@ __all__ = [
     "TEAM_PREFIX",
     "expand",
     "team_scoped",
+    "valid_id",
 ]

@@ -11,7 +11,8 @@ Scenarios (see :func:`scenario`):
 
 ``demo``
     3 projects, 12 addons (postgresql, mysql, mongodb, redis) and 2 destinations, with a mix of every
-    behaviour: healthy, failing, stale, unscheduled, never completed, stuck, size drop, failed restore.
+    behaviour: healthy, failing, stale, unscheduled, never completed, stuck, size drop, failed restore,
+    missed runs (one run in ten starts no backup).
 
 ``e2e``
     Exactly five addons, with no random failures, ids fixed:
@@ -87,6 +88,7 @@ class Behaviour(StrEnum):
     STUCK = "stuck"
     SIZE_DROP = "size-drop"
     FAILED_RESTORE = "failed-restore"
+    MISSED_RUNS = "missed-runs"
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,9 @@ class AddonSpec:
     failing_since: float | None = None
     #: No backup is initiated from this offset on: the schedule's runs are missed.
     stopped_since: float | None = None
+    #: Probability that a scheduled run starts no backup at all, independently of the others: single
+    #: missed runs, which no "stopped since" shows.
+    miss_rate: float = 0.0
     #: The first run at or after this offset never finishes; the runs after it are skipped.
     stuck_since: float | None = None
     #: Backups of runs from this offset on are ``size_drop_factor`` times their usual size.
@@ -450,6 +455,9 @@ def demo(seed: int = 0, start: float | None = None) -> Fleet:
             schedules=(schedule("shop-redis", "hourly", (10,), retention_days=1),),
             typical_duration=40.0,
             typical_size=90_000_000,
+            # About two runs a day start no backup: single misses, which the next run does not hide.
+            behaviour=Behaviour.MISSED_RUNS,
+            miss_rate=0.1,
         ),
         AddonSpec(
             id="orders-mysql",
@@ -594,6 +602,8 @@ REFERENCE_MEDIAN_DURATION = 5 * MINUTE
 REFERENCE_DURATION_SPREAD = 0.9  # sigma of the log-normal: a spread factor of e^0.9
 REFERENCE_DURATION_BOUNDS = (1 * MINUTE, 60 * MINUTE)
 REFERENCE_FAILURE_RATE = 0.03
+#: Share of scheduled runs that start no backup at all (single missed runs).
+REFERENCE_MISS_RATE = 0.01
 REFERENCE_OWN_PROJECT_EVERY = 20
 REFERENCE_ADDONS_PER_SHARED_PROJECT = 40
 REFERENCE_MAX_SHARED_PROJECTS = 5
@@ -626,6 +636,7 @@ def generate_fleet(
     duration_spread: float = REFERENCE_DURATION_SPREAD,
     duration_bounds: tuple[float, float] = REFERENCE_DURATION_BOUNDS,
     failure_rate: float = REFERENCE_FAILURE_RATE,
+    miss_rate: float = REFERENCE_MISS_RATE,
     own_project_every: int = REFERENCE_OWN_PROJECT_EVERY,
     addons_per_shared_project: int = REFERENCE_ADDONS_PER_SHARED_PROJECT,
     max_shared_projects: int = REFERENCE_MAX_SHARED_PROJECTS,
@@ -636,6 +647,7 @@ def generate_fleet(
 
     ``mix`` gives the share of addons per kind (``hourly``, ``daily``, ``weekly``, ``unscheduled``),
     applied exactly (largest remainder), then shuffled. Hourly addons run once or twice an hour.
+    ``miss_rate`` of the scheduled runs start no backup at all.
     Each addon's typical backup duration is log-normal (median ``median_duration``, sigma
     ``duration_spread``) clamped to ``duration_bounds``. One addon in ``own_project_every`` is alone in
     its project; the others share ``ceil(rest / addons_per_shared_project)`` (at most
@@ -707,6 +719,7 @@ def generate_fleet(
                 typical_duration=round(duration, 3),
                 typical_size=size,
                 failure_rate=failure_rate,
+                miss_rate=miss_rate,
                 behaviour=Behaviour.HEALTHY if schedules else Behaviour.UNSCHEDULED,
                 restores=rng.randrange(restores_per_addon + 1),
             )
@@ -722,7 +735,8 @@ def reference(n_addons: int, seed: int = 0, start: float | None = None) -> Fleet
     10% of addons hourly (once or twice an hour), 75% daily, 10% weekly, 5% unscheduled with about one
     manual backup a day; typical duration log-normal, median 5 min, spread factor e^0.9, clamped to
     1-60 min; each run varies around it (log-normal, sigma 0.3) and starts 0-2 min after its
-    scheduled minute; 3% of runs fail; one addon in 20 in its own project, the rest share a few.
+    scheduled minute; 3% of runs fail and 1% start no backup at all; one addon in 20 in its own
+    project, the rest share a few.
     """
     return generate_fleet(seed, n_addons, start=start, name="reference")
 

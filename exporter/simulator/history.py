@@ -144,6 +144,16 @@ def _stuck_run(fleet: Fleet, addon: AddonSpec, schedule: ScheduleSpec) -> int | 
     return runs[0] if runs else None
 
 
+def _missed_at_random(
+    addon: AddonSpec, seed: int, *, key: str, run_at: int, schedule: ScheduleSpec | None
+) -> bool:
+    return (
+        schedule is not None
+        and addon.miss_rate > 0
+        and unit(seed, addon.id, key, run_at, "missed") < addon.miss_rate
+    )
+
+
 def _run(
     fleet: Fleet,
     addon: AddonSpec,
@@ -159,6 +169,8 @@ def _run(
     """The backup of one run as it is at ``now``, or None if it does not exist (yet, or any more)."""
     start = fleet.anchor
     if addon.stopped_since is not None and run_at >= start + addon.stopped_since:
+        return None
+    if not stuck and _missed_at_random(addon, seed, key=key, run_at=run_at, schedule=schedule):
         return None
     delay = 0.0 if schedule is None else unit(seed, addon.id, key, run_at, "delay") * MAX_START_DELAY
     created = _round_ms(run_at + delay)
@@ -252,6 +264,30 @@ def schedule_backups(
         if record is not None:
             records.append(record)
     return records
+
+
+def skipped_runs(
+    fleet: Fleet, addon: AddonSpec, schedule: ScheduleSpec, seed: int, lo: float, hi: float
+) -> list[int]:
+    """The runs of the schedule with lo <= run <= hi that initiated no backup, ascending: the truth
+    a missed-run report is checked against. A run is skipped at random (``miss_rate``), once the addon
+    stopped (``stopped_since``), or while a stuck backup blocks the schedule (``stuck_since``). Runs
+    before the schedule or the addon existed are no runs."""
+    start = fleet.anchor
+    lo = max(lo, start + schedule.created_offset, start + addon.created_offset)
+    stuck_run = _stuck_run(fleet, addon, schedule)
+    skipped: list[int] = []
+    for run_at in scheduled_runs(schedule, lo, hi):
+        if (
+            (stuck_run is not None and run_at > stuck_run)
+            or (addon.stopped_since is not None and run_at >= start + addon.stopped_since)
+            or (
+                run_at != stuck_run
+                and _missed_at_random(addon, seed, key=schedule.id, run_at=run_at, schedule=schedule)
+            )
+        ):
+            skipped.append(run_at)
+    return skipped
 
 
 def manual_backups(fleet: Fleet, addon: AddonSpec, seed: int, now: float) -> list[BackupRecord]:
@@ -378,6 +414,7 @@ __all__ = [
     "normal",
     "schedule_backups",
     "scheduled_runs",
+    "skipped_runs",
     "unit",
     "uuid_like",
     "weekday",

@@ -395,10 +395,8 @@ async def check_fault(
 @pytest.mark.parametrize("fault", ["token_rejected", "connection_refused"])
 async def test_a_fault_before_the_first_good_refresh(caplog: pytest.LogCaptureFixture, fault: str) -> None:
     """401 at start (a wrong token) and an API that is not there. The exporter serves /metrics and
-    /-/healthy, says ``northflank_up 0`` with the reason counted, and exports no addon. It is ready
-    once that first pass has finished (README: "200 once the first complete refresh finished"): what
-    it serves then is true (the API cannot be read) and is what the NorthflankExporterApiUnreachable
-    alert needs Prometheus to scrape; a pod that never became ready would hide it instead."""
+    /-/healthy, says ``northflank_up 0`` with the reason counted, and exports no addon. It is not ready
+    (README, HTTP endpoints: 503 while discovery has never succeeded): it has nothing to serve yet."""
     reason = {"token_rejected": "auth", "connection_refused": "connection"}[fault]
     settings: dict[str, Any] = {}
     if fault == "connection_refused":
@@ -412,7 +410,7 @@ async def test_a_fault_before_the_first_good_refresh(caplog: pytest.LogCaptureFi
 
         assert value(first.samples, "northflank_up") == 0
         assert await h.healthy()
-        assert await h.ready()
+        assert not await h.ready()
         assert not series(first.samples, "northflank_addon_info")
         assert not series(first.samples, REFRESHED)
         # A rejected token ends the pass at the projects: every other listing would be refused too.

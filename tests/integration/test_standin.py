@@ -304,8 +304,12 @@ def test_schedule_values(samples: Samples) -> None:
         "2026-11-13T18:30:00+00:00"
     )
     assert value(samples, "northflank_addon_backup_schedule_max_interval_seconds", **s1) == 604800
-    # The run of 11-13 18:30 is past the 2h grace, and b4 was initiated after it: not missed.
-    assert value(samples, "northflank_addon_backup_schedule_missed", **s1) == 0
+    # The run of 11-13 18:30 of this dump schedule is past the 2h grace, and the only backup initiated
+    # for it, b2, is a snapshot: missed (a backup counts only for a schedule of its type).
+    assert value(samples, "northflank_addon_backup_schedule_missed", **s1) == 1
+    assert value(samples, "northflank_addon_backup_schedule_last_missed_run_timestamp_seconds", **s1) == ts(
+        "2026-11-13T18:30:00+00:00"
+    )
     assert value(samples, "northflank_addon_backup_schedule_covered", **A1) == 1
     assert value(samples, "northflank_addon_backup_schedule_covered", project="p1", addon="a3") == 0
     # a1 covered, a3 not, a2 unknown (its schedules could not be read): 1 of 2.

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter.budget import BudgetCollector, RequestBudget
+from exporter.budget import MAX_PLAUSIBLE_LIMIT, MIN_PLAUSIBLE_LIMIT, BudgetCollector, RequestBudget
 from exporter.clock import FixedClock
 from exporter.northflank.client import RateLimitStatus
 from tests.support import max_in_rolling_hour
@@ -140,6 +140,48 @@ def test_a_429_is_logged_once_not_per_request(caplog: pytest.LogCaptureFixture) 
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "rate-limited" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("announced", "assumed"),
+    [(1, MIN_PLAUSIBLE_LIMIT), (0, MIN_PLAUSIBLE_LIMIT), (10**12, MAX_PLAUSIBLE_LIMIT), (2000, 2000)],
+)
+def test_an_implausible_announced_limit_is_bounded_and_warned_about_once(
+    caplog: pytest.LogCaptureFixture, announced: int, assumed: int
+) -> None:
+    budget, clock, _ = make(budget=None)
+    for remaining in (announced, 0, announced):
+        budget.observe("/v1/projects", 200, status(clock, limit=announced, remaining=remaining, reset_in=600))
+    # 1 announced: half of it was the budget, one request an hour; 10**12: no budget at all.
+    assert budget.limit == assumed // 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if announced == assumed:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert f"rate limit of {announced} requests" in warning
+        assert f"assuming {assumed}" in warning
+
+
+def test_an_implausible_limit_does_not_hold_ordinary_refreshes_in_the_reserve() -> None:
+    budget, clock, _ = make(budget=500, reserve=0.2)
+    # 10**12 announced, 2500 left: a fifth of 10**12 would hold every ordinary request for the window.
+    budget.observe("/v1/projects", 200, status(clock, limit=10**12, remaining=2500, reset_in=600))
+    assert not budget.in_reserve(clock.now())
+    assert budget.delay(clock.now(), essential=False) == 0
+
+
+def test_no_hold_lasts_longer_than_the_window() -> None:
+    budget, clock, _ = make(budget=500)
+    budget.rate_limited(clock.now() + 10 * 365 * 86400)
+    assert budget.delay(clock.now(), essential=True) == pytest.approx(HOUR)
+    budget, clock, _ = make(budget=500)
+    budget.rate_limited(float("inf"))
+    assert budget.delay(clock.now(), essential=True) == pytest.approx(60)
+    # Headers that say no request is left until a reset years away (the client bounds them too).
+    budget, clock, _ = make(budget=500)
+    budget.observe("/v1/projects", 200, status(clock, remaining=0, reset_in=10 * 365 * 86400))
+    assert budget.delay(clock.now(), essential=True) == pytest.approx(HOUR)
 
 
 async def test_acquire_waits_for_the_hold_then_goes() -> None:

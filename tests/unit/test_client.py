@@ -20,6 +20,7 @@ from exporter.northflank.client import NorthflankClient, RateLimitStatus
 from exporter.northflank.errors import (
     ApiError,
     AuthError,
+    InvalidIdentifierError,
     InvalidResponseError,
     NorthflankError,
     NotFoundError,
@@ -111,7 +112,7 @@ def page(
     key: str | None = "projects",
     has_next: bool = False,
     cursor: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | list[tuple[bytes, bytes]] | None = None,
 ) -> httpx.Response:
     pagination: dict[str, Any] = {"hasNextPage": has_next, "count": len(items)}
     if cursor is not None:
@@ -276,12 +277,28 @@ async def test_team_prefix_is_used_in_the_path_and_the_metric_label(make: Factor
     assert h.requests_total(BACKUPS, "200") is None
 
 
-async def test_path_parameters_are_encoded_as_one_segment(make: Factory) -> None:
-    h = make(sequence(page([], key="addons")))
+@pytest.mark.parametrize("bad", [".", "..", "", "a/b", "%2e%2e", "a\n", "../../v1/other?x=1", "ä", "a b"])
+async def test_path_parameters_that_are_not_ids_are_refused_before_any_request(
+    make: Factory, bad: str
+) -> None:
+    # Percent-encoding is not enough: httpx resolves "." and ".." segments after quoting, so ".." as a
+    # project id would read GET /v1/addons with the bearer token.
+    h = make(sequence())
 
-    await h.client.list_addons("../../v1/other?x=1")
-
-    assert h.requests[0].url.raw_path.startswith(b"/v1/projects/..%2F..%2Fv1%2Fother%3Fx%3D1/addons?")
+    for call in (
+        lambda: h.client.list_addons(bad),
+        lambda: h.client.list_backups("p1", bad),
+        lambda: h.client.list_backup_schedules(bad, "a1"),
+        lambda: h.client.list_addon_restores("p1", bad),
+        lambda: h.client.list_destination_backups(bad),
+    ):
+        with pytest.raises(InvalidIdentifierError) as caught:
+            await call()
+        assert caught.value.reason == "invalid_response"
+        assert isinstance(caught.value, NorthflankError)
+        if bad:
+            assert bad not in str(caught.value).split(": ", 1)[1]  # names the parameter, not the value
+    assert h.requests == []
 
 
 async def test_the_bearer_header_is_sent_on_every_request(make: Factory) -> None:
@@ -621,11 +638,10 @@ def raw(content: str | bytes) -> httpx.Response:
         (raw('{"data": {}}'), "data.backups: missing"),
         (raw('{"data": {"backups": null}}'), "data.backups: expected an array, got null"),
         (raw('{"data": {"backups": {"id": "x"}}}'), "data.backups: expected an array, got an object"),
+        # A listing whose every item is invalid is an invalid response (see test_client_hostile for one
+        # invalid item among valid ones: skipped, the rest kept).
         (page([None], key="backups"), "data.backups[0]: Input should be a valid dictionary"),
-        (
-            page([backup("1"), {"id": "b2", "status": "completed"}], key="backups"),
-            "data.backups[1].createdAt",
-        ),
+        (page([{"id": "b2", "status": "completed"}], key="backups"), "data.backups[0].createdAt"),
         (page([backup("1", config=None)], key="backups"), "data.backups[0].config"),
         (page([backup("1", status=None)], key="backups"), "data.backups[0].status"),
         (page([backup("1", createdAt="yesterday-ish")], key="backups"), "data.backups[0].createdAt"),
@@ -717,6 +733,9 @@ async def test_metrics_are_registered_on_the_registry_passed_in() -> None:
         "northflank_api_rate_limit_limit",
         "northflank_api_rate_limit_remaining",
         "northflank_api_rate_limit_reset_timestamp_seconds",
+        "northflank_api_invalid_headers",
+        "northflank_exporter_invalid_items",
+        "northflank_exporter_invalid_values",
     }
     ApiMetrics(CollectorRegistry())  # a second registry: no duplicate-timeseries error
 

@@ -33,7 +33,7 @@ def _schedule(**scheduling: object) -> Schedule:
     )
 
 
-def _snapshot() -> Snapshot:
+def _snapshot(backups_read_at: float = NOW) -> Snapshot:
     snap = Snapshot().with_projects([(None, Project(id="p1", name="Payments"))], at=NOW - 60)
     addons = [
         Addon.model_validate({"id": "db", "name": "Main DB", "spec": {"type": "postgresql"}}),
@@ -41,11 +41,13 @@ def _snapshot() -> Snapshot:
     ]
     snap = snap.with_project_addons("p1", addons, at=NOW - 50)
     # Daily at 02:30; the last backup was initiated at T0 (02:30 today) and took 5 minutes.
-    snap = snap.with_addon_backups(("p1", "db"), summarize_backups([backup(0), backup(-1440)]), at=NOW - 40)
+    snap = snap.with_addon_backups(
+        ("p1", "db"), summarize_backups([backup(0), backup(-1440)], now=backups_read_at), at=NOW - 40
+    )
     snap = snap.with_addon_schedules(
         ("p1", "db"), summarize_schedules([_schedule(interval="daily", hour=[2], minute=[30])]), at=NOW - 40
     )
-    snap = snap.with_addon_backups(("p1", "cache"), summarize_backups([backup(-3000)]), at=NOW - 40)
+    snap = snap.with_addon_backups(("p1", "cache"), summarize_backups([backup(-3000)], now=NOW), at=NOW - 40)
     snap = snap.with_addon_schedules(("p1", "cache"), (), at=NOW - 40)
     snap = snap.with_destinations([BackupDestination(id="s3", name="Offsite")], at=NOW - 30)
     dest_backup = DestinationBackup.model_validate(
@@ -60,7 +62,9 @@ def _snapshot() -> Snapshot:
             "expiredBy": "1729232400000.0",
         }
     )
-    return snap.with_destination_backups("s3", summarize_destination_backups([dest_backup]), at=NOW - 20)
+    return snap.with_destination_backups(
+        "s3", summarize_destination_backups([dest_backup], now=NOW), at=NOW - 20
+    )
 
 
 class _Scrapes:
@@ -146,10 +150,19 @@ def test_schedule_values_and_coverage() -> None:
 
 
 def test_missed_run_appears_after_grace_when_no_backup_started() -> None:
-    # Two days later nothing new was initiated: the 02:30 run of that day, older than 2h, was missed.
-    registry = _registry(_snapshot(), FixedClock(NOW + 86400))
+    # A day later nothing new was initiated: the 02:30 run of that day, older than 2h, was missed.
     s = {"project": "p1", "addon": "db", "schedule": "s1"}
+    registry = _registry(_snapshot(backups_read_at=NOW + 86400), FixedClock(NOW + 86400))
     assert registry.get_sample_value("northflank_addon_backup_schedule_missed", s) == 1
+    assert registry.get_sample_value("northflank_addon_backup_schedule_missed_runs", s) == 1
+
+
+def test_a_listing_read_before_the_grace_ended_judges_no_run() -> None:
+    # The same day with the backups last read before the run: its backup may have started since.
+    s = {"project": "p1", "addon": "db", "schedule": "s1"}
+    registry = _registry(_snapshot(), FixedClock(NOW + 86400))
+    assert registry.get_sample_value("northflank_addon_backup_schedule_missed", s) == 0
+    assert registry.get_sample_value("northflank_addon_backup_schedule_missed_runs", s) == 0
 
 
 def test_destination_values() -> None:
@@ -241,7 +254,7 @@ def test_unchanged_addons_are_reused_and_changed_ones_rerendered() -> None:
     db = {"project": "p1", "addon": "db"}
     # The poller swaps in a new snapshot in which only "db" changed: the output must follow it.
     scrapes.snapshot = scrapes.snapshot.with_addon_backups(
-        ("p1", "db"), summarize_backups([backup(0, size="4321")]), at=NOW
+        ("p1", "db"), summarize_backups([backup(0, size="4321")], now=NOW), at=NOW
     )
     assert scrapes.get_sample_value("northflank_addon_backup_last_completed_size_bytes", db) == 4321
     assert scrapes.get_sample_value("northflank_addon_backups", {**db, "status": "completed"}) == 1
@@ -252,7 +265,8 @@ def test_unchanged_addons_are_reused_and_changed_ones_rerendered() -> None:
 def test_schedule_values_follow_the_scrape_time_across_runs() -> None:
     # Reused between runs, recomputed when the scrape time crosses one: never stale.
     clock = FixedClock(datetime(2026, 11, 2, 2, 29, 59, tzinfo=UTC).timestamp())
-    scrapes = _Scrapes(_snapshot(), clock)
+    # The backups were read after the next day's grace ended: the verdicts follow the scrape time.
+    scrapes = _Scrapes(_snapshot(backups_read_at=NOW + 3 * 86400), clock)
     s = {"project": "p1", "addon": "db", "schedule": "s1"}
     run = datetime(2026, 11, 2, 2, 30, tzinfo=UTC).timestamp()
     name = "northflank_addon_backup_schedule_next_run_timestamp_seconds"

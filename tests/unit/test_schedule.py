@@ -16,7 +16,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.northflank.models import Interval, Scheduling
-from exporter.schedule import ANCHOR, DAY, HOUR, WEEK, ScheduleCalendar, is_missed, missed_run
+from exporter.schedule import (
+    ANCHOR,
+    DAY,
+    EARLY_START_SECONDS,
+    HOUR,
+    RETENTION_MARGIN_SECONDS,
+    WEEK,
+    RunVerdicts,
+    ScheduleCalendar,
+    judge_runs,
+    judged_from,
+    run_window,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MINUTE = 60
@@ -92,29 +104,33 @@ def oracle_max_interval(scheduling: Scheduling) -> int:
     return max(gaps)
 
 
-def oracle_missed(
+def oracle_judge(
     scheduling: Scheduling,
     *,
-    last_initiated: float | None,
+    initiated: Sequence[float],
     now: float,
     grace_seconds: float,
-    lead_seconds: float,
-    active_since: float | None,
-) -> bool:
-    """Missed when *some* run past its grace, and due, has no backup initiated from ``lead_seconds``
-    before it on. A week back is enough: the schedule repeats weekly, and a later copy of a run is at
-    least as easy to miss (more of it is due, less of the backup history covers it)."""
-    deadline = now - grace_seconds
-    newest = math.floor(deadline / MINUTE) * MINUTE
-    for minute in range(newest, newest - WEEK - MINUTE, -MINUTE):
-        if minute > deadline or not fires(scheduling, minute):
-            continue
-        due = active_since is None or minute >= active_since
-        # A backup stamped after now (clock skew) still shows the schedule is alive.
-        covered = last_initiated is not None and last_initiated >= minute - lead_seconds
-        if due and not covered:
-            return True
-    return False
+    not_before: float,
+    lookback_seconds: float,
+    recent_seconds: float,
+) -> tuple[int, float | None, bool]:
+    """Walks every minute of the look-back; a run is missed when no initiation lies within its window:
+    from EARLY_START_SECONDS before it (or half-way from the run before, when that is closer) until
+    the end of its grace, or until the next run's window begins if that is sooner."""
+    early = EARLY_START_SECONDS
+    minute = math.floor((now - lookback_seconds) / MINUTE) * MINUTE
+    recent, last, newest = 0, None, False
+    while minute <= now - grace_seconds:
+        if minute > now - lookback_seconds and minute >= not_before and fires(scheduling, minute):
+            before, after = oracle_previous(scheduling, minute - 1), oracle_next(scheduling, minute)
+            low = minute - min(early, (minute - before) / 2)
+            high = min(minute + grace_seconds, after - min(early, (after - minute) / 2))
+            newest = not any(low <= t < high for t in initiated)
+            if newest:
+                last = float(minute)
+                recent += minute > now - recent_seconds
+        minute += MINUTE
+    return recent, last, newest
 
 
 # --- strategies -----------------------------------------------------------------------------------
@@ -227,50 +243,58 @@ def test_max_interval_matches_the_oracle(scheduling: Scheduling) -> None:
     )
 
 
-@ORACLE
+@settings(max_examples=120, deadline=None)
 @given(st.data())
-def test_is_missed_matches_the_oracle(data: st.DataObject) -> None:
+def test_judge_runs_matches_the_oracle(data: st.DataObject) -> None:
     scheduling = data.draw(schedulings())
+    cal = ScheduleCalendar.from_scheduling(scheduling)
     now = data.draw(instants(scheduling))
     grace = data.draw(st.sampled_from([0.0, 900.0, 7200.0, float(DAY)]) | st.floats(0, 2 * DAY))
-    lead = data.draw(st.sampled_from([0.0, 900.0]) | st.floats(0, 2 * HOUR))
-    # The run that decides, found by the oracle, so the times below land on the edges that matter.
-    run = oracle_previous(scheduling, now - grace)
-    last_initiated = data.draw(
-        st.none() | _NUDGES.map(lambda nudge: run - lead + nudge) | st.floats(now - 8 * DAY, now + HOUR)
-    )
-    active_since = data.draw(
-        st.none() | _NUDGES.map(lambda nudge: run + nudge) | st.floats(now - 8 * DAY, now + HOUR)
-    )
-    cal = ScheduleCalendar.from_scheduling(scheduling)
-    expected = oracle_missed(
-        scheduling,
-        last_initiated=last_initiated,
-        now=now,
-        grace_seconds=grace,
-        lead_seconds=lead,
-        active_since=active_since,
-    )
-    found = missed_run(
-        cal,
-        last_initiated=last_initiated,
-        now=now,
-        grace_seconds=grace,
-        lead_seconds=lead,
-        active_since=active_since,
-    )
-    assert found == (run if expected else None)
-    assert (
-        is_missed(
-            cal,
-            last_initiated=last_initiated,
-            now=now,
-            grace_seconds=grace,
-            lead_seconds=lead,
-            active_since=active_since,
+    lookback = data.draw(st.sampled_from([float(DAY), 2.0 * DAY, 8.0 * DAY]))
+    recent = data.draw(st.sampled_from([float(HOUR), float(DAY)]))
+    # Initiations near runs (on the edges of their windows) and anywhere, some runs left without one.
+    runs = oracle_runs(scheduling, now - lookback - HOUR, now)
+    near = st.sampled_from(runs or [now]).flatmap(
+        lambda run: st.sampled_from([-EARLY_START_SECONDS, -1.0, 0.0, 90.0, grace - 1, grace, 3000.0]).map(
+            lambda offset: run + offset
         )
-        is expected
     )
+    initiated = sorted(data.draw(st.lists(near | st.floats(now - lookback - DAY, now + HOUR), max_size=30)))
+    not_before = data.draw(st.sampled_from([-math.inf, math.inf]) | st.floats(now - 2 * lookback, now))
+    found = judge_runs(
+        cal,
+        initiated=initiated,
+        now=now,
+        grace_seconds=grace,
+        not_before=not_before,
+        lookback_seconds=lookback,
+        recent_seconds=recent,
+    )
+    expected = oracle_judge(
+        scheduling,
+        initiated=initiated,
+        now=now,
+        grace_seconds=grace,
+        not_before=not_before,
+        lookback_seconds=lookback,
+        recent_seconds=recent,
+    )
+    assert (found.recent_missed, found.last_missed, found.newest_missed) == expected
+    # Nothing changes before valid_until: a later instant up to it gives the same verdicts.
+    assert found.valid_until > now
+    # A millisecond short of it: near 1e5 s, float rounding moves a window's edge by a few 1e-12 s.
+    later = now + data.draw(st.floats(0, 1)) * max(0.0, min(found.valid_until, now + 8 * DAY) - now - 1e-3)
+    if later < found.valid_until:
+        again = judge_runs(
+            cal,
+            initiated=initiated,
+            now=later,
+            grace_seconds=grace,
+            not_before=not_before,
+            lookback_seconds=lookback,
+            recent_seconds=recent,
+        )
+        assert (again.recent_missed, again.last_missed, again.newest_missed) == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -390,39 +414,114 @@ def test_an_unvalidated_daily_schedule_without_hours_is_refused() -> None:
 # --- missed runs -----------------------------------------------------------------------------------
 
 HOURLY = calendar("hourly", minute=[0])
+DAILY = calendar("daily", minute=[30], hour=[2])
+GRACE = 7200.0
+#: The schedules below were created then.
+CREATED = ts("2024-01-01T00:00:00")
 
 
-def test_an_hourly_schedule_with_a_longer_grace_can_still_be_missed() -> None:
-    now = ts("2024-01-01T12:10:00")
-    # 12:00 and 11:00 are still within the two hours' grace; 10:00 is the run that is judged.
-    assert missed_run(HOURLY, last_initiated=None, now=now, grace_seconds=7200) == ts("2024-01-01T10:00:00")
-    assert is_missed(HOURLY, last_initiated=ts("2024-01-01T09:00:00"), now=now, grace_seconds=7200)
-    assert not is_missed(HOURLY, last_initiated=ts("2024-01-01T10:00:00"), now=now, grace_seconds=7200)
-    assert not is_missed(HOURLY, last_initiated=ts("2024-01-01T11:00:00"), now=now, grace_seconds=7200)
+def verdicts(
+    cal: ScheduleCalendar, initiated: Sequence[float], now: float, *, not_before: float = CREATED
+) -> RunVerdicts:
+    return judge_runs(
+        cal,
+        initiated=sorted(initiated),
+        now=now,
+        grace_seconds=GRACE,
+        not_before=not_before,
+        lookback_seconds=2 * DAY,
+    )
 
 
-def test_a_backup_started_up_to_the_lead_before_the_run_counts() -> None:
-    now = ts("2024-01-01T12:10:00")
-    on_the_edge = ts("2024-01-01T09:45:00")  # 15 minutes before the 10:00 run
-    assert not is_missed(HOURLY, last_initiated=on_the_edge, now=now, grace_seconds=7200)
-    assert is_missed(HOURLY, last_initiated=on_the_edge - 1, now=now, grace_seconds=7200)
-    assert is_missed(HOURLY, last_initiated=on_the_edge, now=now, grace_seconds=7200, lead_seconds=0)
+def hours(first: str, count: int, *, skip: Sequence[str] = (), delay: float = 60.0) -> list[float]:
+    """The initiations of an hourly run from ``first`` on, ``delay`` after each run, but for ``skip``."""
+    start = ts(first)
+    skipped = {ts(s) for s in skip}
+    return [start + k * HOUR + delay for k in range(count) if start + k * HOUR not in skipped]
 
 
-def test_runs_before_the_schedule_existed_cannot_be_missed() -> None:
-    now = ts("2024-01-01T12:10:00")
+def test_a_single_missed_hourly_run_is_reported_once_its_grace_has_ended_and_stays_missed() -> None:
+    # Every hour from 00:00 but 10:00; the 11:00 run's backup must not make up for the 10:00 one.
+    initiated = hours("2024-01-01T00:00:00", 48, skip=["2024-01-01T10:00:00"])
+    missed = ts("2024-01-01T10:00:00")
+    before = verdicts(HOURLY, initiated, missed + GRACE - 1)
+    assert (before.recent_missed, before.last_missed, before.newest_missed) == (0, None, False)
+    assert before.valid_until == missed + GRACE
+    at = verdicts(HOURLY, initiated, missed + GRACE)
+    assert (at.recent_missed, at.last_missed, at.newest_missed) == (1, missed, True)
+    # Later runs were made: the newest judged run is fine, the missed one is still counted.
+    later = verdicts(HOURLY, initiated, missed + 10 * HOUR)
+    assert (later.recent_missed, later.last_missed, later.newest_missed) == (1, missed, False)
+    # It leaves the count 24 hours after it was due, and the last-missed time after the look-back.
+    assert verdicts(HOURLY, initiated, missed + DAY - 1).recent_missed == 1
+    gone = verdicts(HOURLY, initiated, missed + DAY)
+    assert (gone.recent_missed, gone.last_missed) == (0, missed)
+
+
+def test_a_late_backup_counts_until_the_grace_ends_but_never_for_two_runs() -> None:
+    run = ts("2024-01-02T02:30:00")
+    yesterday = run - DAY + 60
+    judged = run + GRACE
+    # A daily run may start up to the grace late...
+    assert verdicts(DAILY, [yesterday, run + GRACE - 1], judged).newest_missed is False
+    assert verdicts(DAILY, [yesterday, run + GRACE], judged).newest_missed is True
+    # ...and up to EARLY_START_SECONDS early.
+    assert verdicts(DAILY, [yesterday, run - EARLY_START_SECONDS], judged).newest_missed is False
+    assert verdicts(DAILY, [yesterday, run - EARLY_START_SECONDS - 1], judged).newest_missed is True
+    # An hourly run's backup late by more than the gap to the next run's early start is the next run's.
+    ten = ts("2024-01-01T10:00:00")
+    late = [ten - HOUR + 60, ten + HOUR - EARLY_START_SECONDS, ten + HOUR + 60]
+    result = verdicts(HOURLY, late, ten + GRACE, not_before=ten - HOUR)
+    assert (result.recent_missed, result.last_missed) == (1, ten)
+    just_in_time = [ten - HOUR + 60, ten + HOUR - EARLY_START_SECONDS - 1, ten + HOUR + 60]
+    assert verdicts(HOURLY, just_in_time, ten + GRACE, not_before=ten - HOUR).recent_missed == 0
+
+
+def test_runs_closer_than_the_early_start_split_the_time_between_them() -> None:
+    cal = calendar("hourly", minute=[0, 2])
     run = ts("2024-01-01T10:00:00")
-    assert not is_missed(HOURLY, last_initiated=None, now=now, grace_seconds=7200, active_since=run + 1)
-    assert is_missed(HOURLY, last_initiated=None, now=now, grace_seconds=7200, active_since=run)
+    assert run_window(run, previous=run - 58 * MINUTE, following=run + 120, grace_seconds=GRACE) == (
+        run - EARLY_START_SECONDS,
+        run + 60,
+    )
+    # One backup at 10:00:30 covers 10:00 but not 10:02.
+    initiated = [t + 30 for t in cal.runs_between(run - DAY, run + DAY) if t != run + 120]
+    result = verdicts(cal, initiated, run + 120 + GRACE)
+    assert (result.newest_missed, result.last_missed) == (True, run + 120)
 
 
-def test_a_daily_run_is_judged_once_its_grace_has_passed() -> None:
-    cal = calendar("daily", minute=[30], hour=[2])
-    yesterday = ts("2024-01-01T02:31:00")
-    # Before 04:30 today's 02:30 run may still be starting: yesterday's run is judged, and was made.
-    assert (
-        missed_run(cal, last_initiated=yesterday, now=ts("2024-01-02T04:29:59"), grace_seconds=7200) is None
-    )
-    assert missed_run(cal, last_initiated=yesterday, now=ts("2024-01-02T04:30:00"), grace_seconds=7200) == ts(
-        "2024-01-02T02:30:00"
-    )
+def test_runs_that_cannot_be_judged_are_not_missed() -> None:
+    initiated = hours("2024-01-01T12:00:00", 10)  # nothing before 12:00
+    now = ts("2024-01-01T20:00:00")
+    assert verdicts(HOURLY, initiated, now).recent_missed == 12  # 00:00 to 11:00, all judged
+    # Without a bound, every run of the last 24 hours until 11:00: from 21:00 the day before.
+    assert verdicts(HOURLY, initiated, now, not_before=-math.inf).recent_missed == 15
+    assert verdicts(HOURLY, initiated, now, not_before=ts("2024-01-01T12:00:00")).recent_missed == 0
+    assert verdicts(HOURLY, initiated, now, not_before=ts("2024-01-01T11:00:00")).recent_missed == 1
+    assert verdicts(HOURLY, initiated, now, not_before=math.inf) == RunVerdicts(0, None, False, now + HOUR)
+
+
+def test_judged_from_the_creation_the_retention_and_what_the_listing_holds() -> None:
+    listed = ts("2024-01-10T00:00:00")
+    created = ts("2024-01-09T00:00:00")
+
+    def since(
+        active_since: float | None, oldest_initiated: float | None, complete_since: float | None = None
+    ) -> float:
+        return judged_from(
+            active_since=active_since,
+            listed_at=listed,
+            retention_seconds=2 * DAY,
+            complete_since=complete_since,
+            oldest_initiated=oldest_initiated,
+        )
+
+    # A run is judged only while its backup would still be retained, with a margin.
+    expired = listed - 2 * DAY + RETENTION_MARGIN_SECONDS + EARLY_START_SECONDS
+    assert since(created - 5 * DAY, None) == expired
+    assert since(created, None) == created
+    # The summary keeps initiations from some time on only: runs before it are not judged.
+    assert since(None, listed - 3 * DAY, complete_since=listed - DAY) == listed - DAY + EARLY_START_SECONDS
+    # Without a creation time, from the oldest backup on; without one either, nothing is judged.
+    assert since(None, listed - HOUR) == listed - HOUR
+    assert since(None, None) == math.inf

@@ -9,6 +9,8 @@ from exporter.northflank.models import Addon, Backup, BackupStatus, Project, Res
 from exporter.snapshot import Snapshot, summarize_backups, summarize_restores
 
 T0 = datetime(2026, 11, 2, 2, 30, tzinfo=UTC)
+#: When the listings below are summarised: after every backup they hold.
+READ_AT = (T0 + timedelta(days=1)).timestamp()
 
 
 def backup(
@@ -29,7 +31,7 @@ def backup(
 
 
 def test_empty_listing_has_every_status_at_zero_and_nothing_else() -> None:
-    summary = summarize_backups([])
+    summary = summarize_backups([], now=READ_AT)
     assert set(summary.counts) == set(BackupStatus)
     assert all(v == 0 for v in summary.counts.values())
     assert summary.last_completed_at is None
@@ -46,7 +48,7 @@ def test_unsorted_listing_finds_newest_completed_and_counts_failures_after_it() 
         backup(30, "failed", duration=1),  # before the newest completed one: not consecutive
         backup(240, "in-progress", duration=None, size="0"),
     ]
-    s = summarize_backups(backups)
+    s = summarize_backups(backups, now=READ_AT)
     assert s.last_completed_at == (T0 + timedelta(minutes=70)).timestamp()
     assert s.last_completed_size_bytes == 700
     assert s.last_completed_duration_seconds == 600
@@ -62,23 +64,28 @@ def test_unsorted_listing_finds_newest_completed_and_counts_failures_after_it() 
 
 
 def test_never_completed_counts_every_failure() -> None:
-    s = summarize_backups([backup(0, "failed"), backup(60, "aborted"), backup(120, "failed")])
+    s = summarize_backups([backup(0, "failed"), backup(60, "aborted"), backup(120, "failed")], now=READ_AT)
     assert s.last_completed_at is None
     assert s.consecutive_failures == 3
 
 
 def test_a_completed_backup_of_unknown_size_makes_the_total_unknown_not_smaller() -> None:
-    s = summarize_backups([backup(0, size="500"), backup(60, size="12 MB"), backup(120, "failed", size="x")])
+    s = summarize_backups(
+        [backup(0, size="500"), backup(60, size="12 MB"), backup(120, "failed", size="x")], now=READ_AT
+    )
     assert s.last_completed_size_bytes is None
     assert s.completed_size_bytes is None
     # Sizes of backups that did not complete do not matter to the total.
     assert (
-        summarize_backups([backup(0, size="500"), backup(60, "failed", size="x")]).completed_size_bytes == 500
+        summarize_backups(
+            [backup(0, size="500"), backup(60, "failed", size="x")], now=READ_AT
+        ).completed_size_bytes
+        == 500
     )
 
 
 def test_unknown_status_is_counted_as_unknown_not_dropped() -> None:
-    s = summarize_backups([backup(0, "exploded")])
+    s = summarize_backups([backup(0, "exploded")], now=READ_AT)
     assert s.counts[BackupStatus.UNKNOWN] == 1
 
 
@@ -102,7 +109,7 @@ def test_restores_keep_newest_per_status() -> None:
             }
         ),
     ]
-    s = summarize_restores(restores)
+    s = summarize_restores(restores, now=datetime(2026, 11, 3, tzinfo=UTC).timestamp())
     assert s.counts[BackupStatus.COMPLETED] == 2
     assert s.last_at[BackupStatus.COMPLETED] == datetime(2026, 11, 1, 10, 5, tzinfo=UTC).timestamp()
     assert s.last_at[BackupStatus.FAILED] == datetime(2026, 11, 2, 10, tzinfo=UTC).timestamp()
@@ -116,7 +123,7 @@ def _addon(addon_id: str, name: str = "db") -> Addon:
 def test_addons_keep_their_data_across_listings_and_vanish_when_gone() -> None:
     snap = Snapshot().with_projects([(None, Project(id="p", name="Project"))], at=1.0)
     snap = snap.with_project_addons("p", [_addon("a"), _addon("b")], at=2.0)
-    snap = snap.with_addon_backups(("p", "a"), summarize_backups([backup(0)]), at=3.0)
+    snap = snap.with_addon_backups(("p", "a"), summarize_backups([backup(0)], now=READ_AT), at=3.0)
 
     relisted = snap.with_project_addons("p", [_addon("a", name="renamed")], at=4.0)
     assert set(relisted.addons) == {("p", "a")}
@@ -131,7 +138,7 @@ def test_addons_keep_their_data_across_listings_and_vanish_when_gone() -> None:
 
 def test_result_for_an_addon_that_vanished_meanwhile_is_dropped() -> None:
     snap = Snapshot().with_projects([(None, Project(id="p", name="P"))], at=1.0)
-    after = snap.with_addon_backups(("p", "gone"), summarize_backups([]), at=2.0)
+    after = snap.with_addon_backups(("p", "gone"), summarize_backups([], now=READ_AT), at=2.0)
     assert after is snap
 
 
