@@ -4,12 +4,13 @@
     .venv/bin/python bench/freshness.py --quick        # 12 simulated hours
     .venv/bin/python bench/freshness.py --sizes 100 --hours 24
 
-For each fleet size (the reference fleet model, :func:`exporter.simulator.fleet.reference`, fixed seed),
-the real exporter (``Exporter``: client, request budget, refresher, planner) runs against the in-process
-simulator (``Simulator.transport()``) on a virtual-time event loop (:mod:`exporter.virtual_time`): both
-read the same virtual clock, so 48 hours take the CPU time of their requests. The same fleet is then
-polled by the naive baseline: every addon's listings read round-robin at an even pace that spends the
-same budget (what ``--northflank.refresh-interval`` does, stretched to fit the budget).
+For each fleet size (the reference fleet model, :func:`exporter.simulator.reference_fleet.reference`,
+fixed seed), the real exporter (``Exporter``: client, request budget, refresher, planner) runs against the
+in-process simulator (``Simulator.transport()``) on a virtual-time event loop
+(:mod:`exporter.virtual_time`): both read the same virtual clock, so 48 hours take the CPU time of their
+requests. The same fleet is then polled by the naive baseline: every addon's listings read round-robin at
+an even pace that spends the same budget (what ``--northflank.refresh-interval`` does, stretched to fit
+the budget).
 
 The simulator allows 1000 requests per hour; the exporter's budget is 500. Figures per run:
 
@@ -54,10 +55,13 @@ from exporter.app import Exporter
 from exporter.budget import RequestBudget
 from exporter.config import ListenAddress, Settings
 from exporter.planner import Planner
-from exporter.poller import Outcome, Refresher
-from exporter.simulator.app import BACKUPS, DEFAULT_TOKEN, IN_PROCESS_URL, Simulator
-from exporter.simulator.fleet import Fleet, reference
+from exporter.poller import Outcome, Refresher, WithoutMetrics
+from exporter.resources import Resource
+from exporter.simulator.app import DEFAULT_TOKEN, IN_PROCESS_URL, Simulator
+from exporter.simulator.fleet import Fleet
 from exporter.simulator.history import BackupRecord, addon_backups
+from exporter.simulator.reference_fleet import reference
+from exporter.simulator.routes import BACKUPS
 from exporter.snapshot import ADDON_RESOURCES, AddonKey, AddonResource, Snapshot
 from exporter.virtual_time import VirtualClock, run_virtual
 
@@ -77,7 +81,7 @@ WARMUP_TARGET = 1.2
 # -- the naive baseline -----------------------------------------------------------------------------------
 
 
-class RoundRobinScheduler:
+class RoundRobinScheduler(WithoutMetrics):
     """The naive baseline: discovery, then every addon's backups, schedules and restores, round-robin,
     one request every ``3600 / budget`` seconds, forever. Ready after the first complete cycle."""
 
@@ -218,7 +222,7 @@ def run_one(addons: int, poller: str, hours: float, budget: int = BUDGET) -> Run
         exporter = Exporter(settings, clock=clock, transport=httpx.ASGITransport(app=timed))
         if poller != "planner":
             resources: tuple[AddonResource, ...] = (
-                ("backups",) if poller == "naive-backups" else ADDON_RESOURCES
+                (Resource.BACKUPS,) if poller == "naive-backups" else ADDON_RESOURCES
             )
             exporter.scheduler = RoundRobinScheduler(exporter.budget, per_hour=budget, resources=resources)
         refresher = RecordingRefresher(exporter, clock)

@@ -47,7 +47,7 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ from pydantic import SecretStr
 from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.northflank import routes
-from exporter.poller import Refresher
+from exporter.poller import Refresher, WithoutMetrics
 from exporter.simulator.app import IN_PROCESS_URL, Simulator
 from exporter.simulator.faults import FaultKind
 from exporter.virtual_time import VirtualClock, run_virtual
@@ -201,7 +201,7 @@ def rss_mib() -> float:
     return float("nan")
 
 
-class _Driven:
+class _Driven(WithoutMetrics):
     """A RefreshScheduler that is never run: the soak calls the refresher itself."""
 
     async def run(self, refresher: Refresher, stop: asyncio.Event) -> None:
@@ -223,12 +223,19 @@ def caches(exporter: Exporter, simulator: Simulator) -> dict[str, int]:
     """Sizes of what the exporter (and the simulator) keep between cycles."""
 
     def size(obj: object, *path: str) -> int:
-        # Private attributes: a diagnostic; a renamed one shows as -1 rather than failing the soak.
+        # Private attributes, read on purpose: a cache that grows is what a soak exists to see. A renamed
+        # one must stop the soak, not read as a small number that passes every bound.
+        owner = type(obj).__name__
         for name in path:
-            obj = getattr(obj, name, None)
-            if obj is None:
-                return -1
-        return len(obj) if hasattr(obj, "__len__") else -1
+            if not hasattr(obj, name):
+                raise AttributeError(
+                    f"soak: {owner}.{'.'.join(path)} is gone ({type(obj).__name__} has no {name!r}); "
+                    "update bench/soak.py caches() to the new name"
+                )
+            obj = getattr(obj, name)
+        if not isinstance(obj, Sized):
+            raise TypeError(f"soak: {owner}.{'.'.join(path)} is a {type(obj).__name__}, not a sized cache")
+        return len(obj)
 
     refresher, registry = exporter.refresher, exporter.registry
     return {

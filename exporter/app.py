@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import uvicorn
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from exporter import __version__
@@ -19,40 +18,29 @@ from exporter.budget import BudgetCollector, RequestBudget
 from exporter.clock import Clock
 from exporter.collector import SnapshotRenderer
 from exporter.config import Settings
-from exporter.connections import (
+from exporter.exposition import render_registry
+from exporter.northflank.client import NorthflankClient
+from exporter.northflank.metrics import ApiMetrics
+from exporter.planner import Planner, PlannerSettings
+from exporter.poller import FixedIntervalScheduler, Refresher, RefreshScheduler
+from exporter.snapshot import SnapshotStore
+from exporter.web.config import WebConfigError, log_web_config
+from exporter.web.connections import (
     ConnectionCollector,
     ConnectionGuard,
     connection_limit,
     fd_reserve,
     quiet_accept_errors,
 )
-from exporter.northflank.client import NorthflankClient
-from exporter.northflank.metrics import ApiMetrics
-from exporter.planner import Planner, PlannerCollector, PlannerSettings
-from exporter.poller import FixedIntervalScheduler, Refresher, RefreshScheduler
-from exporter.server import bind_socket, create_app
-from exporter.snapshot import SnapshotStore
-from exporter.webconfig import (
-    UvicornConfig,
-    WebConfigError,
-    WebSecurityMiddleware,
-    load_web_config,
-    log_web_config,
-    reload_tls,
-)
+from exporter.web.middleware import WebSecurityMiddleware
+from exporter.web.server import bind_socket, create_app
+from exporter.web.serving import Server, UvicornConfig
+from exporter.web.tls import load_web_config, reload_tls
 
 log = logging.getLogger(__name__)
 
 #: How long shutdown may take before in-flight work is abandoned.
 SHUTDOWN_SECONDS = 5.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the exporter owns SIGTERM/SIGINT and stops everything."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def make_scheduler(settings: Settings, *, budget: RequestBudget, clock: Clock) -> RefreshScheduler:
@@ -122,8 +110,9 @@ class Exporter:
             on_rate_limited=self.budget.rate_limited,
         )
         self.scheduler = scheduler or make_scheduler(settings, budget=self.budget, clock=clock)
-        if isinstance(self.scheduler, Planner):
-            self.registry.register(PlannerCollector(self.scheduler, lambda: self.store.current, clock=clock))
+        scheduler_metrics = self.scheduler.collector(lambda: self.store.current)
+        if scheduler_metrics is not None:
+            self.registry.register(scheduler_metrics)
         self.renderer = SnapshotRenderer(schedule_grace_seconds=settings.schedule_grace, version=__version__)
         # --web.config.file: TLS for uvicorn, basic auth/headers/rate limit for the app (checked at start).
         self.web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
@@ -149,7 +138,7 @@ class Exporter:
             log.warning("%s", lowered)
         self.connections = ConnectionGuard(max_connections)
         self.registry.register(ConnectionCollector(self.connections))
-        self._server = _Server(
+        self._server = Server(
             UvicornConfig(
                 self.app,
                 web_config=self.web_config,
@@ -199,19 +188,12 @@ class Exporter:
             log.warning("--web.config.file %s: %s", path, note)
 
     def render_metrics(self) -> bytes:
-        """The snapshot's families, then the exporter's own instruments (API requests, errors...) and,
-        with the planner, when each resource is next read."""
+        """The snapshot's families, then the exporter's own instruments (API requests, errors...) and
+        what the scheduler renders itself (the planner: when each resource is next read)."""
         parts: list[tuple[str, Callable[[], bytes]]] = [
-            ("instruments", lambda: generate_latest(self.registry))
+            ("instruments", lambda: render_registry(self.registry)),
+            ("scheduler", self.scheduler.render_extra),
         ]
-        if isinstance(self.scheduler, Planner):
-            planner = self.scheduler
-            parts.append(
-                (
-                    "northflank_exporter_next_refresh_timestamp_seconds",
-                    lambda: planner.render_next_refresh().encode(),
-                )
-            )
         trailer = b""
         # A part that cannot be written is left out and counted, never the whole page.
         for family, part in parts:

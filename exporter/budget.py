@@ -47,6 +47,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter.clock import Clock
+from exporter.exposition import Family
+from exporter.metrics import API_REQUEST_BUDGET, API_REQUESTS_LAST_HOUR, REFRESH_DEFERRED
 from exporter.northflank.client import RateLimitStatus
 
 log = logging.getLogger(__name__)
@@ -275,31 +277,20 @@ class BudgetCollector(Collector):
         self._clock = clock
 
     def describe(self) -> Iterable[Metric]:
+        # Nothing for the registry to check: exporter.metrics declares these families and checks them.
         return ()
 
     def collect(self) -> Iterator[Metric]:
         now = self._clock.now()
         budget = self._budget
         hour = f"{budget.window:g}s"
-        yield GaugeMetricFamily(
-            "northflank_exporter_api_request_budget",
-            f"Northflank API requests the exporter allows itself per rolling {hour} "
-            "(--northflank.request-budget, else half the x-ratelimit-limit the API announces).",
-            value=budget.limit,
-        )
-        yield GaugeMetricFamily(
-            "northflank_exporter_api_requests_last_hour",
-            f"Northflank API requests (every attempt) the exporter sent in the last {hour}; never more "
-            "than northflank_exporter_api_request_budget.",
-            value=budget.spent(now),
-        )
-        yield GaugeMetricFamily(
-            "northflank_exporter_refresh_deferred_seconds",
-            "How long from now ordinary refreshes are held back: until the rate-limit window resets "
-            "(after a 429, or while the account's remaining requests are below the reserve), or until "
-            "the rolling budget has room. 0 when they are not.",
-            value=budget.deferred_seconds(now),
-        )
+        yield _gauge(API_REQUEST_BUDGET, budget.limit, window=hour)
+        yield _gauge(API_REQUESTS_LAST_HOUR, budget.spent(now), window=hour)
+        yield _gauge(REFRESH_DEFERRED, budget.deferred_seconds(now), window=hour)
+
+
+def _gauge(family: Family, value: float, *, window: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(family.name, family.help.format(window=window), value=value)
 
 
 __all__ = [

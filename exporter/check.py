@@ -25,8 +25,11 @@ async def check_config(
     if settings.demo:
         print("configuration OK (demo mode: no Northflank API is used)", file=out)
         return 0
-    assert settings.token is not None  # load_settings refuses a missing token outside demo mode
-    token: ApiToken = settings.token
+    token: ApiToken | None = settings.token
+    if token is None:
+        # load_settings refuses this outside demo mode; Settings built another way may not.
+        print("configuration check failed: no API token is configured", file=out)
+        return 1
     async with NorthflankClient(
         base_url=settings.api_url,
         token=token,

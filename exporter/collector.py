@@ -13,12 +13,39 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from exporter import metrics
 from exporter.exposition import Family, RenderError, RenderErrors, format_value, label_set, sample
+from exporter.metrics import (
+    ADDON_INFO,
+    ADDON_LABELS,
+    BACKUP_AGE,
+    BACKUPS_BY_STATUS,
+    BUILD_INFO,
+    COVERAGE_RATIO,
+    DESTINATION_BACKUPS,
+    DESTINATION_INFO,
+    DESTINATION_LAST,
+    DESTINATION_SIZE,
+    LAST_REFRESH,
+    RENDER_ERRORS,
+    RESOURCE_UP,
+    RESTORE_LAST,
+    RESTORES,
+    SCHEDULE_COVERED,
+    SCHEDULE_INFO,
+    SCHEDULE_LAST_MISSED,
+    SCHEDULE_MAX_INTERVAL,
+    SCHEDULE_MISSED,
+    SCHEDULE_MISSED_RUNS,
+    SCHEDULE_NEXT,
+    SCHEDULE_PREVIOUS,
+    SCHEDULE_RETENTION,
+    UP,
+)
 from exporter.northflank.models import BackupStatus
+from exporter.resources import ADDON_RESOURCES, RESOURCES, Resource
 from exporter.schedule import judge_runs, judged_from, lookback_seconds
 from exporter.snapshot import (
-    ADDON_RESOURCES,
-    RESOURCES,
     AddonSnapshot,
     BackupSummary,
     DestinationSnapshot,
@@ -26,274 +53,23 @@ from exporter.snapshot import (
     Snapshot,
 )
 
-_FRESHNESS = (
-    " Read by the exporter's background poll of the Northflank API, not at scrape time: as fresh as"
-    ' northflank_exporter_last_refresh_timestamp_seconds{{resource="{resource}"}} says.'
-)
 STATUSES: tuple[BackupStatus, ...] = tuple(BackupStatus)
-_ADDON = ("project", "addon")
-_SCHEDULE = ("project", "addon", "schedule")
-
-
-def _family(name: str, text: str, labels: tuple[str, ...] = (), resource: str = "") -> Family:
-    return Family(name, text + (_FRESHNESS.format(resource=resource) if resource else ""), labels)
-
-
-UP = _family(
-    "northflank_up",
-    "1 when the exporter can read the Northflank API: 0 when its last discovery of projects failed or has "
-    "not run yet, or when any resource fails for every subject "
-    "(northflank_exporter_resource_up says which).",
-)
-RESOURCE_UP = _family(
-    "northflank_exporter_resource_up",
-    "0 when the Northflank API refuses or fails every read of the resource: of the latest reads per "
-    "project, addon or destination, none succeeded and at least one failed with an auth, permission, "
-    "server, timeout or connection error (for projects: the last discovery failed or has not run yet). "
-    "A read failing for another reason (a deleted addon's 404) is left out, and one failing subject "
-    "among readable ones leaves it at 1.",
-    ("resource",),
-)
-BUILD_INFO = _family("northflank_exporter_build_info", "Version of northflank-backup-exporter.", ("version",))
-ADDON_INFO = _family(
-    "northflank_addon_info",
-    "Names and type of each Northflank addon the exporter discovered; join on (project, addon).",
-    (*_ADDON, "addon_name", "project_name", "addon_type"),
-)
-BACKUP_AGE = _family(
-    "northflank_addon_backup_last_completed_age_seconds",
-    "Seconds between the scrape and the completion of the newest completed backup of the addon.",
-    _ADDON,
-    "backups",
-)
-BACKUPS_BY_STATUS = _family(
-    "northflank_addon_backups",
-    "Backups the addon retains, by status; every status is present, 0 when none.",
-    (*_ADDON, "status"),
-    "backups",
-)
-BACKUPS_FUTURE_DATED = _family(
-    "northflank_addon_backups_future_dated",
-    "Backups of the addon initiated or completed more than 5 minutes after the API's current time (its "
-    "Date header's clock) when read: left out of every other backup metric of the addon, as a time "
-    "that has not come yet cannot make the addon look freshly backed up.",
-    _ADDON,
-    "backups",
-)
 
 # API field -> metric, in one place. A gauge whose value is None for an addon is left out for it.
 BACKUP_GAUGES: tuple[tuple[Family, Callable[[BackupSummary], float | None]], ...] = (
-    (
-        _family(
-            "northflank_addon_backup_last_completed_timestamp_seconds",
-            "When the newest completed backup of the addon completed (unix time).",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.last_completed_at,
-    ),
-    (
-        _family(
-            "northflank_addon_backup_last_completed_size_bytes",
-            "Size of the newest completed backup of the addon.",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.last_completed_size_bytes,
-    ),
-    (
-        _family(
-            "northflank_addon_backup_last_completed_duration_seconds",
-            "How long the newest completed backup of the addon took, from initiation to completion.",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.last_completed_duration_seconds,
-    ),
-    (
-        _family(
-            "northflank_addon_backup_last_failed_timestamp_seconds",
-            "When the newest failed or aborted backup attempt of the addon ended (unix time).",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.last_failed_at,
-    ),
-    (
-        _family(
-            "northflank_addon_backup_consecutive_failures",
-            "Failed or aborted backup attempts of the addon initiated after its newest completed backup.",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.consecutive_failures,
-    ),
-    (
-        _family(
-            "northflank_addon_backups_size_bytes",
-            "Total size of the completed backups the addon retains.",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.completed_size_bytes,
-    ),
-    (
-        _family(
-            "northflank_addon_backup_oldest_completed_timestamp_seconds",
-            "When the oldest retained completed backup of the addon completed: the start of its recovery "
-            "window.",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.oldest_completed_at,
-    ),
-    (
-        _family(
-            "northflank_addon_backup_in_progress_started_timestamp_seconds",
-            "When the oldest backup of the addon that has not reached a final state was initiated (unix "
-            "time).",
-            _ADDON,
-            "backups",
-        ),
-        lambda s: s.in_progress_started_at,
-    ),
-    (BACKUPS_FUTURE_DATED, lambda s: s.future_dated),
+    (metrics.LAST_COMPLETED, lambda s: s.last_completed_at),
+    (metrics.LAST_COMPLETED_SIZE, lambda s: s.last_completed_size_bytes),
+    (metrics.LAST_COMPLETED_DURATION, lambda s: s.last_completed_duration_seconds),
+    (metrics.LAST_FAILED, lambda s: s.last_failed_at),
+    (metrics.CONSECUTIVE_FAILURES, lambda s: s.consecutive_failures),
+    (metrics.BACKUPS_SIZE, lambda s: s.completed_size_bytes),
+    (metrics.OLDEST_COMPLETED, lambda s: s.oldest_completed_at),
+    (metrics.IN_PROGRESS_STARTED, lambda s: s.in_progress_started_at),
+    (metrics.BACKUPS_FUTURE_DATED, lambda s: s.future_dated),
 )
 
-SCHEDULE_COVERED = _family(
-    "northflank_addon_backup_schedule_covered",
-    "1 when the addon has at least one backup schedule, 0 when it has none.",
-    _ADDON,
-    "schedules",
-)
-COVERAGE_RATIO = _family(
-    "northflank_project_backup_schedule_coverage_ratio",
-    "Share of the project's addons that have at least one backup schedule (0-1).",
-    ("project",),
-    "schedules",
-)
-SCHEDULE_INFO = _family(
-    "northflank_addon_backup_schedule_info",
-    "Each backup schedule of an addon: its interval, backup type and compression (none for snapshots).",
-    (*_SCHEDULE, "interval", "backup_type", "compression"),
-)
-SCHEDULE_RETENTION = _family(
-    "northflank_addon_backup_schedule_retention_seconds",
-    "How long the backups of the schedule are retained.",
-    _SCHEDULE,
-    "schedules",
-)
-SCHEDULE_NEXT = _family(
-    "northflank_addon_backup_schedule_next_run_timestamp_seconds",
-    "The next run of the schedule after the scrape (unix time; schedules are in UTC).",
-    _SCHEDULE,
-    "schedules",
-)
-SCHEDULE_PREVIOUS = _family(
-    "northflank_addon_backup_schedule_previous_run_timestamp_seconds",
-    "The latest run of the schedule at or before the scrape (unix time).",
-    _SCHEDULE,
-    "schedules",
-)
-SCHEDULE_MAX_INTERVAL = _family(
-    "northflank_addon_backup_schedule_max_interval_seconds",
-    "The longest gap between two consecutive runs of the schedule.",
-    _SCHEDULE,
-    "schedules",
-)
-_RUN_WINDOW = (
-    "a run is missed when no backup of the schedule's type was initiated from 5 minutes before it to "
-    "the grace period (--backup.schedule-grace) after it (or to shortly before the next run)"
-)
-SCHEDULE_MISSED = _family(
-    "northflank_addon_backup_schedule_missed",
-    f"1 when the newest run of the schedule whose grace period has ended was missed: {_RUN_WINDOW}.",
-    _SCHEDULE,
-    "backups",
-)
-SCHEDULE_MISSED_RUNS = _family(
-    "northflank_addon_backup_schedule_missed_runs",
-    f"Runs of the schedule in the 24 hours before the scrape that were missed, once their grace period "
-    f"has ended: {_RUN_WINDOW}. Runs whose backup would have expired are not judged.",
-    _SCHEDULE,
-    "backups",
-)
-SCHEDULE_LAST_MISSED = _family(
-    "northflank_addon_backup_schedule_last_missed_run_timestamp_seconds",
-    "When the newest missed run of the schedule was due (unix time), within the last 2 days for hourly "
-    "schedules and the last 35 days (at most the retention) for the others; absent when none was missed.",
-    _SCHEDULE,
-    "backups",
-)
-RESTORES = _family(
-    "northflank_addon_restores",
-    "Restores of the addon's backups, by status; every status is present, 0 when none.",
-    (*_ADDON, "status"),
-    "restores",
-)
-RESTORE_LAST = _family(
-    "northflank_addon_restore_last_timestamp_seconds",
-    "When the newest restore of the addon with this status completed, or was requested if it has not.",
-    (*_ADDON, "status"),
-    "restores",
-)
-DESTINATION_INFO = _family(
-    "northflank_backup_destination_info",
-    "Each custom backup destination (S3 bucket) of the account, by id with its name.",
-    ("destination", "destination_name"),
-)
-DESTINATION_BACKUPS = _family(
-    "northflank_backup_destination_backups",
-    "Backups stored in the destination, by status; every status is present, 0 when none.",
-    ("destination", "status"),
-    "destination_backups",
-)
-DESTINATION_SIZE = _family(
-    "northflank_backup_destination_size_bytes",
-    "Total size of the completed backups stored in the destination.",
-    ("destination",),
-    "destination_backups",
-)
-DESTINATION_LAST = _family(
-    "northflank_backup_destination_last_completed_timestamp_seconds",
-    "When the newest completed backup of the addon stored in the destination completed (unix time).",
-    ("destination", "project", "addon"),
-    "destination_backups",
-)
-LAST_REFRESH = _family(
-    "northflank_exporter_last_refresh_timestamp_seconds",
-    "When the exporter last read each resource from the Northflank API successfully (unix time). project "
-    "and addon are empty for account-wide resources.",
-    ("project", "addon", "resource"),
-)
-
-#: Every family, in exposition order.
-FAMILIES: tuple[Family, ...] = (
-    UP,
-    RESOURCE_UP,
-    BUILD_INFO,
-    ADDON_INFO,
-    BACKUP_AGE,
-    BACKUPS_BY_STATUS,
-    *(family for family, _ in BACKUP_GAUGES),
-    SCHEDULE_COVERED,
-    COVERAGE_RATIO,
-    SCHEDULE_INFO,
-    SCHEDULE_RETENTION,
-    SCHEDULE_NEXT,
-    SCHEDULE_PREVIOUS,
-    SCHEDULE_MAX_INTERVAL,
-    SCHEDULE_MISSED,
-    SCHEDULE_MISSED_RUNS,
-    SCHEDULE_LAST_MISSED,
-    RESTORES,
-    RESTORE_LAST,
-    DESTINATION_INFO,
-    DESTINATION_BACKUPS,
-    DESTINATION_SIZE,
-    DESTINATION_LAST,
-    LAST_REFRESH,
-)
+#: Every family of the snapshot, in exposition order.
+FAMILIES = metrics.SNAPSHOT_FAMILIES
 
 Lines = dict[str, list[str]]
 
@@ -396,7 +172,7 @@ class _AddonLines:
         self.addon = addon
         #: The series left out as they could not be written (family, error): counted at every scrape.
         self.errors: list[tuple[str, Exception]] = []
-        labels = label_set(_ADDON, (addon.project_id, addon.addon_id))
+        labels = label_set(ADDON_LABELS, (addon.project_id, addon.addon_id))
         self.age = f"{BACKUP_AGE.name}{{{labels}}} "
         self.schedules: list[_ScheduleLines] = []
         columns: list[list[str]] = [[] for _ in STATIC_FAMILIES]
@@ -460,7 +236,7 @@ class SnapshotRenderer:
         self._grace = schedule_grace_seconds
         self._version = version
         self._cache: dict[int, _AddonLines] = {}
-        self.errors = RenderErrors()
+        self.errors = RenderErrors(RENDER_ERRORS)
 
     def render(self, snapshot: Snapshot, now: float, trailer: bytes = b"") -> bytes:
         """The exposition of ``snapshot`` at scrape time ``now``, followed by ``trailer``."""
@@ -592,26 +368,25 @@ def _destination_lines(destination: DestinationSnapshot) -> Lines:
     return out
 
 
+def _account_labels(resource: Resource) -> str:
+    """The labels of an account-wide resource's refresh time: no project, no addon."""
+    return f'project="",addon="",resource="{resource}"'
+
+
 def _account_refreshes(snapshot: Snapshot) -> bytes:
     out: list[str] = []
     if snapshot.projects_at is not None:
-        out.append(sample(LAST_REFRESH.name, 'project="",addon="",resource="projects"', snapshot.projects_at))
+        out.append(sample(LAST_REFRESH.name, _account_labels(Resource.PROJECTS), snapshot.projects_at))
     for project in sorted(snapshot.projects.values(), key=lambda p: p.id):
         if project.addons_at is not None:
-            labels = label_set(("project", "addon", "resource"), (project.id, "", "addons"))
+            labels = label_set(("project", "addon", "resource"), (project.id, "", Resource.ADDONS))
             out.append(sample(LAST_REFRESH.name, labels, project.addons_at))
     if snapshot.destinations_at is not None:
         out.append(
-            sample(
-                LAST_REFRESH.name,
-                'project="",addon="",resource="backup_destinations"',
-                snapshot.destinations_at,
-            )
+            sample(LAST_REFRESH.name, _account_labels(Resource.BACKUP_DESTINATIONS), snapshot.destinations_at)
         )
     times = [d.backups.at for d in snapshot.destinations.values() if d.backups is not None]
     if times and len(times) == len(snapshot.destinations):
         # The least recent of them: every destination's listing is at least this fresh.
-        out.append(
-            sample(LAST_REFRESH.name, 'project="",addon="",resource="destination_backups"', min(times))
-        )
+        out.append(sample(LAST_REFRESH.name, _account_labels(Resource.DESTINATION_BACKUPS), min(times)))
     return "".join(out).encode()

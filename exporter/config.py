@@ -18,7 +18,9 @@ from pydantic import SecretStr
 
 from exporter import __version__
 from exporter.apitoken import ApiToken, TokenError, TokenFile, check_token
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.durations import parse_duration
+from exporter.web.config import WebConfigError
+from exporter.web.tls import load_web_config
 
 DEFAULT_API_URL = "https://api.northflank.com"
 DEFAULT_LISTEN_ADDRESS = ":10150"
@@ -30,28 +32,6 @@ LOG_FORMATS = ("logfmt", "json")
 
 class ConfigError(ValueError):
     """Bad flags, environment or files. The message is meant for the user, as it is."""
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(text: str) -> float:
-    """Prometheus/Go style durations: ``30s``, ``5m``, ``1h30m``, ``2d``. Returns seconds."""
-    value = text.strip()
-    if not value:
-        raise ValueError("empty duration")
-    if value == "0":
-        return 0.0
-    position, total = 0, 0.0
-    for match in _DURATION_PART.finditer(value):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position != len(value):
-        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 1h30m)")
-    return total
 
 
 @dataclass(frozen=True, slots=True)

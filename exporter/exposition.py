@@ -14,6 +14,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -98,27 +103,21 @@ class Family:
     help: str
     labels: tuple[str, ...]
     type: str = "gauge"
+    #: The base unit the name ends in (``seconds``, ``bytes``), for readers: format 0.0.4 has no UNIT line.
+    unit: str = ""
 
     @property
     def header(self) -> str:
         return f"# HELP {self.name} {escape_help(self.help)}\n# TYPE {self.name} {self.type}\n"
 
 
-RENDER_ERRORS = Family(
-    "northflank_exporter_render_errors_total",
-    "Series left out of the exposition because they could not be written (a value that is not a number, "
-    "say), by the family they belong to, counted at every scrape that leaves them out; an addon that "
-    "cannot be written at all counts under northflank_addon_info. The rest of the page is served.",
-    ("family",),
-    "counter",
-)
-
-
 class RenderErrors:
     """Counts what the renderer leaves out, by family, and says so in the log at most once an interval:
     a bad value is rendered (and left out) at every scrape, and a line per scrape would drown the log."""
 
-    def __init__(self, *, log_interval_seconds: float = 600.0) -> None:
+    def __init__(self, family: Family, *, log_interval_seconds: float = 600.0) -> None:
+        #: The counter's declaration (exporter.metrics.RENDER_ERRORS), passed in: metrics.py imports Family.
+        self._family = family
         self._interval = log_interval_seconds
         self._totals: dict[str, int] = {}
         #: Left out since the last log line: family -> (count, the kind of error).
@@ -148,7 +147,34 @@ class RenderErrors:
             self._logged_at = now
         names = dict.fromkeys([*families, *sorted(self._totals)])
         body = "".join(
-            sample(RENDER_ERRORS.name, label_set(("family",), (name,)), self._totals.get(name, 0))
+            sample(self._family.name, label_set(("family",), (name,)), self._totals.get(name, 0))
             for name in names
         )
-        return RENDER_ERRORS.header + body
+        return self._family.header + body
+
+
+class _WithoutCreated(Collector):
+    """A registry's families minus the ``<name>_created`` samples prometheus_client adds to counters and
+    histograms: they double the series for a time nobody queries. Per call, not process-wide (as
+    ``disable_created_metrics()`` would be)."""
+
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            created = f"{metric.name}_created"
+            if any(s.name == created for s in metric.samples):
+                metric = _with_samples(metric, [s for s in metric.samples if s.name != created])
+            yield metric
+
+
+def _with_samples(metric: Metric, samples: list[Sample]) -> Metric:
+    copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+    copy.samples = samples
+    return copy
+
+
+def render_registry(registry: Collector) -> bytes:
+    """The registry's families in format 0.0.4, without ``_created`` samples."""
+    return generate_latest(_WithoutCreated(registry))

@@ -16,28 +16,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.registry import Collector
 
 from exporter.clock import Clock
+from exporter.metrics import REFRESH_ERRORS
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.errors import REASONS, AuthError, NorthflankError, RateLimitedError
 from exporter.northflank.models import (
     Addon,
-    Backup,
     BackupDestination,
     DestinationBackup,
     Project,
-    Restore,
-    Schedule,
 )
+from exporter.resources import ADDON_RESOURCES, RESOURCES, Resource
 from exporter.snapshot import (
-    ADDON_RESOURCES,
-    RESOURCES,
     AddonKey,
     AddonResource,
     Snapshot,
@@ -51,6 +49,7 @@ from exporter.snapshot import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 #: Reasons that say the API will not or cannot serve a resource to the exporter (the token is refused,
 #: the server fails, the network is down), as opposed to one item being gone or malformed (not_found,
@@ -179,6 +178,41 @@ OK = Outcome()
 GONE = Outcome(gone=True)
 
 
+@dataclass(frozen=True, slots=True)
+class AddonListing(Generic[T, S]):
+    """How one per-addon resource is read and kept: the one place that pairs a resource with its client
+    call, its summariser and its snapshot update."""
+
+    #: The client call: (client, project id, addon id, team) -> the listing.
+    read: Callable[[NorthflankClient, str, str, str | None], Awaitable[Sequence[T]]]
+    #: The summariser: (listing, the API's current time) -> what the snapshot keeps. The time is a
+    #: callable as only some summaries need it.
+    summarise: Callable[[Sequence[T], Callable[[], float]], S]
+    #: The snapshot update: (snapshot, addon, summary, refresh time) -> the new snapshot.
+    update: Callable[[Snapshot, AddonKey, S, float], Snapshot]
+
+
+ADDON_LISTINGS: Mapping[Resource, AddonListing[Any, Any]] = {
+    Resource.BACKUPS: AddonListing(
+        lambda client, project, addon, team: client.list_backups(project, addon, team=team),
+        lambda listed, api_now: summarize_backups(listed, now=api_now()),
+        Snapshot.with_addon_backups,
+    ),
+    Resource.SCHEDULES: AddonListing(
+        lambda client, project, addon, team: client.list_backup_schedules(project, addon, team=team),
+        lambda listed, _: summarize_schedules(listed),
+        Snapshot.with_addon_schedules,
+    ),
+    Resource.RESTORES: AddonListing(
+        lambda client, project, addon, team: client.list_addon_restores(project, addon, team=team),
+        lambda listed, api_now: summarize_restores(listed, now=api_now()),
+        Snapshot.with_addon_restores,
+    ),
+}
+if set(ADDON_LISTINGS) != set(ADDON_RESOURCES):
+    raise RuntimeError("every per-addon resource needs exactly one entry in ADDON_LISTINGS")
+
+
 class Refresher:
     """Refreshes one resource at a time into the snapshot store. Each ``refresh_*`` returns an
     :class:`Outcome`; the errors themselves are counted and logged here."""
@@ -205,11 +239,7 @@ class Refresher:
         self._faults = FaultLog(clock)
         self._health = ResourceHealth()
         self._errors = Counter(
-            "northflank_exporter_refresh_errors",
-            "Failed refreshes of a resource from the Northflank API, by resource and reason. The "
-            "resource keeps its last good data meanwhile.",
-            ["resource", "reason"],
-            registry=registry,
+            REFRESH_ERRORS.name, REFRESH_ERRORS.help, REFRESH_ERRORS.labels, registry=registry
         )
         # Every (resource, reason) from the start, at 0: rate() and increase() need a series that
         # exists before the first failure, or the first failure is invisible to them.
@@ -295,7 +325,7 @@ class Refresher:
         subjects = [team or "" for team in self._teams]
         for team, subject in zip(self._teams, subjects, strict=True):
             listing = partial(self._client.list_projects, team=team)
-            projects = await self._read("projects", subject, listing)
+            projects = await self._read(Resource.PROJECTS, subject, listing)
             if isinstance(projects, NorthflankError):
                 self._store.update(Snapshot.with_discovery_failed)
                 return Outcome(projects)
@@ -304,15 +334,15 @@ class Refresher:
         try:
             self._store.update(lambda s: s.with_projects(found, at))
             current = self._store.current
-            self._health.forget(["addons"], lambda p: p in current.projects)
+            self._health.forget([Resource.ADDONS], lambda p: p in current.projects)
             self._health.forget(ADDON_RESOURCES, lambda k: k in current.addons)
         except Exception as error:
             # Attributed to the last team read, so that its next good discovery ends the fault.
-            failure = self._unexpected("projects", subjects[-1], "summarising the listing", error)
+            failure = self._unexpected(Resource.PROJECTS, subjects[-1], "summarising the listing", error)
             self._store.update(Snapshot.with_discovery_failed)
             return Outcome(failure)
         for subject in subjects:
-            self._faults.recovered("projects", subject)
+            self._faults.recovered(Resource.PROJECTS, subject)
         return OK
 
     async def refresh_project_addons(self, project_id: str) -> Outcome:
@@ -326,7 +356,7 @@ class Refresher:
             self._health.forget(ADDON_RESOURCES, lambda k: k in current.addons)
 
         return await self._refresh(
-            "addons",
+            Resource.ADDONS,
             project_id,
             project_id,
             lambda: self._client.list_addons(project_id, team=project.team),
@@ -340,43 +370,14 @@ class Refresher:
             return GONE
         subject = f"{project_id}/{addon_id}"
         team = project.team
-        if resource == "backups":
+        listing = ADDON_LISTINGS[Resource(resource)]
 
-            def backups(listed: Sequence[Backup]) -> None:
-                summary, at = summarize_backups(listed, now=self._api_now()), self._clock.now()
-                self._store.update(lambda s: s.with_addon_backups(key, summary, at))
-
-            return await self._refresh(
-                resource,
-                subject,
-                key,
-                lambda: self._client.list_backups(project_id, addon_id, team=team),
-                backups,
-            )
-        if resource == "schedules":
-
-            def schedules(listed: Sequence[Schedule]) -> None:
-                summary, at = summarize_schedules(listed), self._clock.now()
-                self._store.update(lambda s: s.with_addon_schedules(key, summary, at))
-
-            return await self._refresh(
-                resource,
-                subject,
-                key,
-                lambda: self._client.list_backup_schedules(project_id, addon_id, team=team),
-                schedules,
-            )
-
-        def restores(listed: Sequence[Restore]) -> None:
-            summary, at = summarize_restores(listed, now=self._api_now()), self._clock.now()
-            self._store.update(lambda s: s.with_addon_restores(key, summary, at))
+        def apply(listed: Sequence[Any]) -> None:
+            summary, at = listing.summarise(listed, self._api_now), self._clock.now()
+            self._store.update(lambda s: listing.update(s, key, summary, at))
 
         return await self._refresh(
-            resource,
-            subject,
-            key,
-            lambda: self._client.list_addon_restores(project_id, addon_id, team=team),
-            restores,
+            resource, subject, key, lambda: listing.read(self._client, project_id, addon_id, team), apply
         )
 
     async def refresh_destinations(self) -> Outcome:
@@ -386,10 +387,10 @@ class Refresher:
         def apply(destinations: Sequence[BackupDestination]) -> None:
             at = self._clock.now()
             current = self._store.update(lambda s: s.with_destinations(destinations, at))
-            self._health.forget(["destination_backups"], lambda d: d in current.destinations)
+            self._health.forget([Resource.DESTINATION_BACKUPS], lambda d: d in current.destinations)
 
         outcome = await self._refresh(
-            "backup_destinations", "", "", lambda: self._client.list_backup_destinations(), apply
+            Resource.BACKUP_DESTINATIONS, "", "", lambda: self._client.list_backup_destinations(), apply
         )
         await asyncio.gather(*(self.refresh_destination_backups(d) for d in self._store.current.destinations))
         return outcome
@@ -400,7 +401,7 @@ class Refresher:
             self._store.update(lambda s: s.with_destination_backups(destination_id, summary, at))
 
         return await self._refresh(
-            "destination_backups",
+            Resource.DESTINATION_BACKUPS,
             destination_id,
             destination_id,
             lambda: self._client.list_destination_backups(destination_id),
@@ -428,12 +429,31 @@ class Refresher:
 
 
 class RefreshScheduler(Protocol):
-    """Decides when to refresh what. The only seam between the refresh logic and its timing."""
+    """Decides when to refresh what. The only seam between the refresh logic and its timing; it also
+    hands over what it exposes, so that the composition root needs to know no scheduler by name."""
 
     async def run(self, refresher: Refresher, stop: asyncio.Event) -> None: ...
 
+    def collector(self, snapshot: Callable[[], Snapshot]) -> Collector | None:
+        """Its account-wide metrics, computed at scrape time (None: it has none)."""
+        ...
 
-class FixedIntervalScheduler:
+    def render_extra(self) -> bytes:
+        """Families it renders itself in the text format, appended to /metrics (empty: none)."""
+        ...
+
+
+class WithoutMetrics:
+    """For a ``RefreshScheduler`` that exposes nothing of its own."""
+
+    def collector(self, snapshot: Callable[[], Snapshot]) -> Collector | None:
+        return None
+
+    def render_extra(self) -> bytes:
+        return b""
+
+
+class FixedIntervalScheduler(WithoutMetrics):
     """A complete refresh every ``interval`` seconds, never two at once; a slow pass delays the next.
 
     DEPRECATED (``--northflank.refresh-interval``): it reads everything whether or not anything can have

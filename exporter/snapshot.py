@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Generic, Literal, TypeVar
+from typing import Generic, TypeVar
 
 from exporter.northflank.models import (
     Addon,
@@ -28,19 +28,15 @@ from exporter.northflank.models import (
     Restore,
     Schedule,
 )
+
+# ADDON_RESOURCES and RESOURCES re-exported for the planner until it imports exporter.resources itself.
+from exporter.resources import ADDON_RESOURCES as ADDON_RESOURCES
+from exporter.resources import RESOURCES as RESOURCES
+from exporter.resources import Resource
 from exporter.schedule import EARLY_START_SECONDS, MAX_LOOKBACK_SECONDS, ScheduleCalendar
 
-AddonResource = Literal["backups", "schedules", "restores"]
-ADDON_RESOURCES: tuple[AddonResource, ...] = ("backups", "schedules", "restores")
-
-#: Everything the exporter reads from the API, as the ``resource`` label of its health metrics.
-RESOURCES: tuple[str, ...] = (
-    "projects",
-    "addons",
-    *ADDON_RESOURCES,
-    "backup_destinations",
-    "destination_backups",
-)
+#: A resource read once per addon (one of ADDON_RESOURCES); the names live in exporter.resources.
+AddonResource = Resource
 
 StatusCounts = Mapping[BackupStatus, int]
 
@@ -340,7 +336,7 @@ class Snapshot:
     failing_resources: frozenset[str] = frozenset()
 
     def resource_up(self, resource: str) -> bool:
-        if resource == "projects":
+        if resource == Resource.PROJECTS:
             return self.up is True
         return resource not in self.failing_resources
 
@@ -456,9 +452,6 @@ class SnapshotStore:
     @property
     def current(self) -> Snapshot:
         return self._current
-
-    def swap(self, snapshot: Snapshot) -> None:
-        self._current = snapshot
 
     def update(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
         self._current = change(self._current)

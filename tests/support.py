@@ -21,14 +21,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from exporter.app import Exporter
-from exporter.clock import Clock
+from exporter.clock import Clock, FixedClock
 from exporter.config import ListenAddress, Settings
-from exporter.poller import Refresher
+from exporter.poller import Refresher, WithoutMetrics
+from exporter.simulator.app import Simulator
+from exporter.simulator.server import serve
+from exporter.snapshot import Snapshot, SnapshotStore
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
+#: A Monday, 12:00 UTC: the fixed start of the suites that read a simulated fleet, so that every run of
+#: the suite sees the same data.
+MONDAY_NOON = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
 
-class ManualScheduler:
+
+class ManualScheduler(WithoutMetrics):
     """A RefreshScheduler that runs a complete pass when the test asks, and says when it is done."""
 
     def __init__(self) -> None:
@@ -93,6 +100,11 @@ def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], floa
     return {labels: v for (n, labels), v in samples.items() if n == name}
 
 
+def put_snapshot(store: SnapshotStore, snapshot: Snapshot) -> None:
+    """Put ``snapshot`` in place as the refresher would leave it, through the store's one way in."""
+    store.update(lambda _: snapshot)
+
+
 @contextlib.asynccontextmanager
 async def running_exporter(
     *,
@@ -126,6 +138,30 @@ async def running_exporter(
             await asyncio.wait_for(task, 10)
 
 
+@dataclass
+class SimulatedExporter:
+    """A running exporter reading an in-process simulator over a real socket, under a fixed clock."""
+
+    simulator: Simulator
+    clock: FixedClock
+    exporter: RunningExporter
+
+
+@contextlib.asynccontextmanager
+async def simulated_exporter(
+    scenario: str = "demo", *, token: str, start: float = MONDAY_NOON, seed: int = 0, **settings: Any
+) -> AsyncIterator[SimulatedExporter]:
+    """The simulator of ``scenario`` (``seed``) served on 127.0.0.1, and an exporter reading it with
+    ``token``, both on a :class:`FixedClock` at ``start``; ``settings`` go to :func:`running_exporter`."""
+    clock = FixedClock(start)
+    simulator = Simulator.from_scenario(scenario, clock=clock, seed=seed, token=token)
+    async with (
+        serve(simulator) as api_url,
+        running_exporter(api_url=api_url, token=token, clock=clock, **settings) as running,
+    ):
+        yield SimulatedExporter(simulator, clock, running)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -140,6 +176,16 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, inte
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+async def eventually(condition: Callable[[], bool], *, within: float, what: str) -> None:
+    """Wait until ``condition()`` holds, checking between the event loop's other work; fail after
+    ``within`` seconds, naming ``what`` was awaited."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 def http_ok(url: str) -> bool:

@@ -8,12 +8,21 @@ route template (never a concrete URL with ids), ``code`` an HTTP status code or 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-if TYPE_CHECKING:
-    from exporter.northflank.client import RateLimitStatus
+from exporter.exposition import Family
+from exporter.metrics import (
+    API_INVALID_HEADERS,
+    API_RATE_LIMIT_LIMIT,
+    API_RATE_LIMIT_REMAINING,
+    API_RATE_LIMIT_RESET,
+    API_REQUEST_DURATION,
+    API_REQUESTS,
+    INVALID_ITEMS,
+    INVALID_VALUES,
+)
+from exporter.northflank.ratelimit import RateLimitStatus
+from exporter.resources import RESOURCES, Resource
 
 #: The ``code`` label of an attempt that got no HTTP response.
 CODE_TIMEOUT = "timeout"
@@ -29,81 +38,37 @@ CHECKED_HEADERS: tuple[str, ...] = (
     "date",
 )
 #: The listings' resource names (the same as the refresher's ``resource`` label).
-ITEM_RESOURCES: tuple[str, ...] = (
-    "projects",
-    "addons",
-    "backups",
-    "schedules",
-    "restores",
-    "backup_destinations",
-    "destination_backups",
-)
+ITEM_RESOURCES: tuple[Resource, ...] = RESOURCES
 
 #: From a fast cached answer to the client's longest allowed wait.
 DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+def _counter(family: Family, registry: CollectorRegistry) -> Counter:
+    return Counter(family.name, family.help, family.labels, registry=registry)
+
+
+def _gauge(family: Family, registry: CollectorRegistry) -> Gauge:
+    return Gauge(family.name, family.help, family.labels, registry=registry)
+
+
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "northflank_api_requests_total",
-            "HTTP requests the exporter sent to the Northflank API, every retry included (each one costs the "
-            "account's rate-limit budget), by route template and HTTP status code "
-            "(or timeout / connection_error when no response came).",
-            ["endpoint", "code"],
-            registry=registry,
-        )
+        # The declarations live in exporter.metrics; prometheus_client adds a counter's _total itself.
+        self.requests = _counter(API_REQUESTS, registry)
         self.duration = Histogram(
-            "northflank_api_request_duration_seconds",
-            "Time from sending a request to the Northflank API to the end of reading its response, "
-            "per attempt, by route template.",
-            ["endpoint"],
+            API_REQUEST_DURATION.name,
+            API_REQUEST_DURATION.help,
+            API_REQUEST_DURATION.labels,
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
-        self.rate_limit_limit = Gauge(
-            "northflank_api_rate_limit_limit",
-            "Requests the Northflank account may send per rate-limit window, from the x-ratelimit-limit "
-            "header of the latest API response that carried the rate-limit headers.",
-            registry=registry,
-        )
-        self.rate_limit_remaining = Gauge(
-            "northflank_api_rate_limit_remaining",
-            "Requests left to the Northflank account in the current rate-limit window (shared with every "
-            "other client of the account), from the x-ratelimit-remaining header of the latest API response "
-            "that carried the rate-limit headers.",
-            registry=registry,
-        )
-        self.rate_limit_reset = Gauge(
-            "northflank_api_rate_limit_reset_timestamp_seconds",
-            "Unix time at which the Northflank rate-limit window resets: the time of the latest API response "
-            "that carried the rate-limit headers plus its x-ratelimit-reset header.",
-            registry=registry,
-        )
-
-        self.invalid_headers = Counter(
-            "northflank_api_invalid_headers",
-            "Response headers of the Northflank API the exporter ignored because their value made no sense "
-            "(not ASCII digits, a wait longer than the 1 h rate-limit window, a Date a day or more off), "
-            "by header name.",
-            ["header"],
-            registry=registry,
-        )
-        self.invalid_items = Counter(
-            "northflank_exporter_invalid_items",
-            "Items of a Northflank API listing skipped because they failed validation (the rest of the "
-            "listing is kept), by resource.",
-            ["resource"],
-            registry=registry,
-        )
-        self.invalid_values = Counter(
-            "northflank_exporter_invalid_values",
-            "Values of listed Northflank API items read as unknown because they made no sense (a size that "
-            "is not a number of bytes below 2^63, a timestamp after 2200 or unreadable): the item is kept "
-            "without them. By resource.",
-            ["resource"],
-            registry=registry,
-        )
+        self.rate_limit_limit = _gauge(API_RATE_LIMIT_LIMIT, registry)
+        self.rate_limit_remaining = _gauge(API_RATE_LIMIT_REMAINING, registry)
+        self.rate_limit_reset = _gauge(API_RATE_LIMIT_RESET, registry)
+        self.invalid_headers = _counter(API_INVALID_HEADERS, registry)
+        self.invalid_items = _counter(INVALID_ITEMS, registry)
+        self.invalid_values = _counter(INVALID_VALUES, registry)
         for header in CHECKED_HEADERS:
             self.invalid_headers.labels(header=header)
         for resource in ITEM_RESOURCES:

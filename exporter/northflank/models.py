@@ -1,7 +1,8 @@
 """Typed, frozen models of the Northflank API payloads the exporter reads.
 
 JSON is validated into these once, in the API client; everything past the client works with them.
-They accept the quirks real responses have (see ../shared/northflank-api.md):
+They accept the quirks real responses have (seen in the API documentation's examples and the official
+SDK's types, where the two disagree with each other or with the schema):
 
 - sizes are strings of digits (``"1234"``), sometimes ``"0"`` while in flight; a size that is not
   ASCII digits (``"²"`` passes ``str.isdigit``), negative, or 2**63 and more is read as unknown
@@ -75,11 +76,6 @@ class BackupStatus(StrEnum):
 
 _FINAL_STATUSES = frozenset(
     {BackupStatus.COMPLETED, BackupStatus.ABORTED, BackupStatus.FAILED, BackupStatus.NOT_SUPPORTED}
-)
-
-#: The statuses the API documents, in its own order; every one is exported, with 0 when none.
-DOCUMENTED_STATUSES: tuple[BackupStatus, ...] = tuple(
-    s for s in BackupStatus if s is not BackupStatus.UNKNOWN
 )
 
 
@@ -447,7 +443,6 @@ class ApiErrorBody(ApiModel):
 
 
 __all__ = [
-    "DOCUMENTED_STATUSES",
     "MAX_RETENTION_DAYS",
     "MAX_SIZE",
     "MAX_TIME",

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from exporter.clock import SystemClock
 
 from .app import DEFAULT_TEAM_ID, DEFAULT_TOKEN, Simulator
-from .fleet import SCENARIOS
 from .ratelimit import DEFAULT_LIMIT
+from .scenarios import SCENARIOS
 from .server import SimulatorServer
 
 

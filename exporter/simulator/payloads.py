@@ -1,6 +1,6 @@
 """The JSON the API sends for each kind of item, rendered from the fleet and its history.
 
-Field names and shapes follow the API docs (../../shared/seeds) and the official SDK's TypedDicts;
+Field names and shapes follow the API documentation's example responses and the official SDK's TypedDicts;
 where the two disagree the documented example wins: restore ``id`` is an integer (unix ms) and a
 destination backup's ``expiredBy`` is a string like ``"1729232400000.0"``.
 """

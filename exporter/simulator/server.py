@@ -17,9 +17,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 
 import uvicorn
+
+from exporter.web.serving import Server
 
 from .app import Simulator
 from .faults import SimulatedConnectionReset
@@ -31,21 +33,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 2
 def _not_a_simulated_reset(record: logging.LogRecord) -> bool:
     """Drop uvicorn's traceback for a ``reset`` fault: the connection was dropped on purpose."""
     return not (record.exc_info and isinstance(record.exc_info[1], SimulatedConnectionReset))
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # Leave signals to whoever runs us (the exporter, pytest, __main__).
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
 
 
 def format_url(host: str, port: int) -> str:
@@ -60,7 +47,7 @@ class SimulatorServer:
         self.host = host
         self.port = port
         self._socket: socket.socket | None = None
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -87,7 +74,7 @@ class SimulatorServer:
             ws="none",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        server = _Server(config)
+        server = Server(config)
         self._socket, self._server = sock, server
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="simulator-server")
         ready = asyncio.create_task(server.ready.wait())

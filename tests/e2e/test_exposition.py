@@ -10,15 +10,14 @@ import pytest
 from exporter.clock import FixedClock, SystemClock
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
-from tests.e2e.binaries import recorded_metric_names, require_binary, used_metric_names
+from tests.e2e.binaries import recorded_metric_names, used_metric_names
 from tests.support import running_exporter
 
 TOKEN = "nf-exposition-token"
 
 
 @pytest.mark.parametrize("scenario", ["demo", "e2e"])
-async def test_promtool_check_metrics_is_silent(scenario: str) -> None:
-    promtool = require_binary("promtool")
+async def test_promtool_check_metrics_is_silent(scenario: str, promtool: str) -> None:
     clock = FixedClock(1_795_000_000.0)
     simulator = Simulator.from_scenario(scenario, clock=clock, token=TOKEN)
     async with (

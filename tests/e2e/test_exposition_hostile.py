@@ -21,7 +21,7 @@ from exporter.clock import FixedClock
 from exporter.collector import SnapshotRenderer
 from tests.e2e.binaries import require_binary
 from tests.hostile_inputs import FleetPayloads, build_snapshot, fleets, worst_case_snapshot
-from tests.support import background_process, free_port, running_exporter
+from tests.support import background_process, free_port, put_snapshot, running_exporter
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +43,7 @@ def _promtool(promtool: str, body: bytes) -> tuple[int, str, str]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 @given(fleets())
-def test_promtool_accepts_the_exposition_of_any_payload(fleet: FleetPayloads) -> None:
-    promtool = require_binary("promtool")
+def test_promtool_accepts_the_exposition_of_any_payload(promtool: str, fleet: FleetPayloads) -> None:
     snapshot = build_snapshot(fleet, now=NOW)
     renderer = SnapshotRenderer(schedule_grace_seconds=3600, version="test")
     body = renderer.render(snapshot, NOW)
@@ -55,8 +54,7 @@ def test_promtool_accepts_the_exposition_of_any_payload(fleet: FleetPayloads) ->
     assert info == len(snapshot.addons)
 
 
-def test_promtool_accepts_the_worst_case() -> None:
-    promtool = require_binary("promtool")
+def test_promtool_accepts_the_worst_case(promtool: str) -> None:
     renderer = SnapshotRenderer(schedule_grace_seconds=3600, version="test")
     body = renderer.render(worst_case_snapshot(now=NOW), NOW)
     assert b"+Inf" in body
@@ -75,7 +73,7 @@ async def test_prometheus_scrapes_hostile_values_and_keeps_the_target_up(tmp_pat
     clock = FixedClock(NOW)
     # The API is never asked: the snapshot is put in place as the poller would leave it.
     async with running_exporter(api_url="http://127.0.0.1:9", token=TOKEN, clock=clock) as exporter:
-        exporter.exporter.store.swap(worst_case_snapshot(now=NOW))
+        put_snapshot(exporter.exporter.store, worst_case_snapshot(now=NOW))
         port = free_port()
         config = {
             "global": {"scrape_interval": "1s"},

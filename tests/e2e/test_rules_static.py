@@ -38,7 +38,6 @@ from tests.e2e.binaries import (
     load_yaml,
     metric_names,
     recorded_metric_names,
-    require_binary,
     shipped_expressions,
     substitute_grafana_variables,
     used_metric_names,
@@ -117,22 +116,19 @@ def panel_id(panel: dict[str, Any]) -> str:
 
 
 @pytest.mark.e2e
-def test_promtool_check_rules() -> None:
-    promtool = require_binary("promtool")
+def test_promtool_check_rules(promtool: str) -> None:
     result = run([promtool, "check", "rules", *map(str, RULE_FILES)])
     assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.e2e
-def test_promtool_rule_unit_tests() -> None:
-    promtool = require_binary("promtool")
+def test_promtool_rule_unit_tests(promtool: str) -> None:
     result = run([promtool, "test", "rules", str(ALERTS_TEST_FILE)])
     assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.e2e
-def test_promtool_check_example_config() -> None:
-    promtool = require_binary("promtool")
+def test_promtool_check_example_config(promtool: str) -> None:
     # Run from elsewhere: promtool resolves rule_files relative to the configuration file.
     result = run([promtool, "check", "config", str(EXAMPLE_PROMETHEUS_CONFIG)], cwd=Path("/"))
     assert "SUCCESS: 2 rule files found" in result.stdout
@@ -145,17 +141,15 @@ def test_promtool_check_example_config() -> None:
 
 
 @pytest.mark.e2e
-def test_amtool_check_example_config() -> None:
-    require_binary("alertmanager")  # the example is for Alertmanager itself; amtool ships with it
-    amtool = require_binary("amtool")
+def test_amtool_check_example_config(alertmanager: str, amtool: str) -> None:
+    # alertmanager is asked for too: the example is for Alertmanager itself; amtool ships with it.
     result = run([amtool, "check-config", str(EXAMPLE_ALERTMANAGER_CONFIG)])
     assert "SUCCESS" in result.stdout
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("severity", sorted(SEVERITIES))
-def test_example_alertmanager_routes_by_severity(severity: str) -> None:
-    amtool = require_binary("amtool")
+def test_example_alertmanager_routes_by_severity(severity: str, amtool: str) -> None:
     config = f"--config.file={EXAMPLE_ALERTMANAGER_CONFIG}"
     run(
         [amtool, "config", "routes", "test", config, f"--verify.receivers={severity}", f"severity={severity}"]
@@ -163,9 +157,8 @@ def test_example_alertmanager_routes_by_severity(severity: str) -> None:
 
 
 @pytest.mark.e2e
-def test_dashboard_expressions_are_valid_promql(tmp_path: Path) -> None:
+def test_dashboard_expressions_are_valid_promql(tmp_path: Path, promtool: str) -> None:
     """Every dashboard query, with Grafana's variables filled in, parses as PromQL."""
-    promtool = require_binary("promtool")
     expressions = dashboard_expressions()
     rules = [
         {"record": f"dashboard:query_{index}", "expr": substitute_grafana_variables(expression.expr)}

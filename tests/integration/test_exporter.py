@@ -9,39 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 
-from exporter.clock import FixedClock
 from exporter.northflank import routes
-from exporter.simulator.app import DEFAULT_TOKEN, Simulator
+from exporter.simulator.app import DEFAULT_TOKEN
 from exporter.simulator.fleet import SIMULATED_SECRETS
 from exporter.simulator.history import addon_restores, destination_backups
-from exporter.simulator.server import serve
-from tests.support import RunningExporter, running_exporter, series, value
+from tests.support import MONDAY_NOON, SimulatedExporter, series, simulated_exporter, value
 
-# A Monday, 12:00 UTC: fixed so that every run of the suite sees the same data.
-START = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
+START = MONDAY_NOON
 TOKEN = "nf-integration-token-7f3a"
 
 
-@dataclass
-class Harness:
-    simulator: Simulator
-    clock: FixedClock
-    exporter: RunningExporter
+Harness = SimulatedExporter
 
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    clock = FixedClock(START)
-    simulator = Simulator.from_scenario("demo", clock=clock, token=TOKEN)
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(api_url=api_url, token=TOKEN, clock=clock) as exporter,
-    ):
-        yield Harness(simulator, clock, exporter)
+    async with simulated_exporter("demo", token=TOKEN, start=START) as running:
+        yield running
 
 
 async def test_every_value_is_what_the_api_data_implies(harness: Harness) -> None:

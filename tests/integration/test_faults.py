@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import re
 import time
 import tracemalloc
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -53,6 +55,7 @@ from exporter.simulator.server import SimulatorServer
 from tests.support import (
     RunningExporter,
     Samples,
+    eventually,
     free_port,
     parse_samples,
     running_exporter,
@@ -237,6 +240,34 @@ class Harness:
             if len(records) >= minimum and any(r.status == "completed" for r in records):
                 return addon
         raise AssertionError(f"no addon of the fleet has {minimum} backups")
+
+
+def parked_on_the_request_budget() -> bool:
+    """Whether some task waits in the request budget's gate and no other is inside the API client (a
+    request in flight, or about to be sent): read from the tasks' stacks, which the exporter cannot
+    fake, rather than from a pause long enough for a request to show up."""
+    held = 0
+    for task in asyncio.all_tasks():
+        codes = awaiting_code(task)
+        if not any(f"{os.sep}northflank{os.sep}" in code.co_filename for code in codes):
+            continue
+        if not any(code.co_qualname == "RequestBudget.acquire" for code in codes):
+            return False
+        held += 1
+    return held > 0
+
+
+def awaiting_code(task: asyncio.Task[Any]) -> list[CodeType]:
+    """The code of each coroutine ``task`` is suspended in, outermost first (``Task.get_stack`` gives
+    only the outermost frame of a suspended task)."""
+    codes: list[CodeType] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        code = getattr(awaited, "cr_code", None) or getattr(awaited, "ag_code", None)
+        if code is not None:
+            codes.append(code)
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return codes
 
 
 def addon_path(addon: AddonSpec, listing: str) -> str:
@@ -576,11 +607,11 @@ async def test_429_with_a_long_wait_gives_up_and_asks_nothing_more(
         caplog.clear()
         first, began = len(h.sim.request_log), time.perf_counter()
         pending = h.running.scheduler.start_refresh()
-        for _ in range(250):  # the 429 is counted within 5 s
-            if value(await h.running.scrape(), ERRORS, resource="projects", reason="rate_limited"):
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)  # ample for a hammering exporter to send the rest of the pass
+        # Every request passes the budget's gate; once each request of the pass that entered the client
+        # is parked in that gate (none in flight), the log below holds everything sent before the hold
+        # and nothing more can go out until it ends. A hammering exporter fails the assertion below, or
+        # (a request never parked) this wait.
+        await eventually(parked_on_the_request_budget, within=5, what="the pass to be held by the budget")
         during = await h.observe(first, began)
 
         assert [(r.route, r.status) for r in during.requests] == [(routes.PROJECTS, 429)]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from exporter.clock import FixedClock
-from exporter.server import wants_gzip
+from exporter.web.server import wants_gzip
 from tests.support import RunningExporter, running_exporter
 
 TOKEN = "nf-encoding-token"

@@ -18,12 +18,13 @@ from pydantic import SecretStr
 from exporter.app import Exporter
 from exporter.config import ListenAddress, Settings
 from exporter.planner import Planner
-from exporter.simulator.app import BACKUPS, DEFAULT_TOKEN, IN_PROCESS_URL, Simulator
-from exporter.simulator.fleet import e2e, reference
+from exporter.simulator.app import DEFAULT_TOKEN, IN_PROCESS_URL, Simulator
+from exporter.simulator.reference_fleet import reference
 from exporter.simulator.requestlog import RequestRecord
+from exporter.simulator.routes import BACKUPS
+from exporter.simulator.scenarios import e2e
 from exporter.snapshot import AddonKey
 from exporter.virtual_time import VirtualClock, run_virtual
-from tests.e2e.binaries import require_binary
 from tests.support import max_in_rolling_hour, parse_samples, value
 
 #: Monday 2026-11-23 00:00 UTC.
@@ -140,8 +141,7 @@ def test_every_scheduled_backup_is_seen_within_minutes_of_its_end() -> None:
     assert 0 <= stalest <= HOUR
 
 
-def test_the_exposition_with_the_planner_passes_promtool() -> None:
-    promtool = require_binary("promtool")
+def test_the_exposition_with_the_planner_passes_promtool(promtool: str) -> None:
     run = run_exporter(lambda clock: Simulator(e2e(start=T0), clock=clock), hours=2)
     assert "northflank_exporter_next_refresh_timestamp_seconds{" in run.text
     result = subprocess.run(

@@ -15,7 +15,7 @@ import pytest
 
 from exporter.clock import SystemClock
 from exporter.simulator.app import Simulator
-from exporter.simulator.fleet import reference
+from exporter.simulator.reference_fleet import reference
 from exporter.simulator.server import serve
 from tests.support import RunningExporter, free_port, running_exporter, value
 

@@ -14,13 +14,9 @@ from pathlib import Path
 import pytest
 
 from exporter.app import Exporter
-from exporter.clock import FixedClock
-from exporter.simulator.app import Simulator
-from exporter.simulator.server import serve
 from tests.pki import Pki, issue, make_pki
-from tests.support import running_exporter
+from tests.support import simulated_exporter
 
-START = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
 TOKEN = "nf-sighup-tls-token-9e1d"
 
 
@@ -33,12 +29,8 @@ def pki(tmp_path: Path) -> Pki:
 async def served(pki: Pki) -> AsyncIterator[tuple[Exporter, int]]:
     config = pki.directory / "web.yml"
     config.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
-    clock = FixedClock(START)
-    simulator = Simulator.from_scenario("demo", clock=clock, token=TOKEN)
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(api_url=api_url, token=TOKEN, clock=clock, web_config_file=config) as running,
-    ):
+    async with simulated_exporter("demo", token=TOKEN, web_config_file=config) as simulated:
+        running = simulated.exporter
         yield running.exporter, running.exporter.bound_port
 
 

@@ -13,7 +13,7 @@ import pytest
 from exporter.clock import FixedClock
 from exporter.northflank import models
 from exporter.simulator import DEFAULT_TOKEN, Simulator, serve
-from exporter.simulator.app import BACKUPS, PROJECTS
+from exporter.simulator.routes import BACKUPS, PROJECTS
 
 T0 = 1_750_000_000.0
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
@@ -80,7 +80,7 @@ async def test_hang_fault_over_a_socket_times_out_and_does_not_block_shutdown() 
         # Stopping the server ended the held request with a 503 instead of holding it for 30 s.
         response = await pending
         assert response.status_code == 503
-    assert not sim._hangs
+    assert not sim.hanging
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

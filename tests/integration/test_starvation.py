@@ -23,16 +23,14 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.clock import FixedClock
-from exporter.connections import ThrottledLog, connection_limit, fd_reserve
-from exporter.simulator.app import Simulator
-from exporter.simulator.server import serve
+from exporter.web.connections import ThrottledLog, connection_limit, fd_reserve
 from tests.support import (
     RunningExporter,
+    eventually,
     free_port,
     http_ok,
     parse_samples,
-    running_exporter,
+    simulated_exporter,
     simulator_process,
     stop_process,
     value,
@@ -208,7 +206,7 @@ def test_idle_connections_at_a_lowered_fd_limit_starve_neither_scrapes_nor_the_p
     # One line per kind of problem per minute, whatever the number of connections.
     assert sum("refused an HTTP connection" in line for line in lines) == 1, lines
     assert sum("did not send a complete request" in line for line in lines) == 1, lines
-    assert sum("logger=exporter.connections" in line for line in lines) == 2, lines
+    assert sum("logger=exporter.web.connections" in line for line in lines) == 2, lines
     assert len(lines) <= 20, lines
     assert not any("Traceback" in line or "level=error" in line for line in lines), lines
     print(
@@ -274,21 +272,8 @@ def test_accept_failures_at_the_fd_limit_are_logged_once_and_the_server_recovers
 
 @contextlib.asynccontextmanager
 async def exporter(**settings: Any) -> AsyncIterator[RunningExporter]:
-    clock = FixedClock(1_800_000_000.0)
-    simulator = Simulator.from_scenario("demo", clock=clock, token=TOKEN)
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(api_url=api_url, token=TOKEN, clock=clock, **settings) as running,
-    ):
-        yield running
-
-
-async def eventually(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
+    async with simulated_exporter("demo", token=TOKEN, start=1_800_000_000.0, **settings) as simulated:
+        yield simulated.exporter
 
 
 async def read_to_close(reader: asyncio.StreamReader, within: float) -> bytes:

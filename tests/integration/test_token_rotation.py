@@ -24,10 +24,10 @@ from exporter.clock import FixedClock
 from exporter.config import ListenAddress, Settings
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
-from tests.support import ManualScheduler, parse_samples, series, value
+from tests.support import MONDAY_NOON, ManualScheduler, parse_samples, series, value
 from tests.unit.test_token_file import KubeletVolume
 
-START = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
+START = MONDAY_NOON
 TOKEN_A = "nf-rotation-old-token-8d2f41"
 TOKEN_B = "nf-rotation-new-token-3c9a07"
 

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exporter.clock import FixedClock
-from exporter.snapshot import RESOURCES
+from exporter.resources import RESOURCES
 from tests.support import RunningExporter, Samples, running_exporter, serve_asgi, value
 
 TOKEN = "truthful-data-token-5c1f"

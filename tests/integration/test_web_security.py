@@ -18,23 +18,19 @@ import httpx
 import pytest
 import yaml
 
-from exporter.clock import FixedClock
-from exporter.simulator.app import Simulator
-from exporter.simulator.server import serve
 from tests.e2e.binaries import require_binary
 from tests.pki import Pki, issue, make_pki
 from tests.support import (
     background_process,
     free_port,
     parse_samples,
-    running_exporter,
+    simulated_exporter,
     simulator_process,
     value,
     wait_until,
 )
 
 Refresh = Callable[[], Awaitable[None]]
-START = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
 TOKEN = "nf-web-security-token-41c2"
 USER, PASSWORD = "prometheus", "scrape-pa55word"
 # Cost 4 keeps the suite fast; the cost does not change what is tested.
@@ -77,12 +73,8 @@ def client_context(
 @contextlib.asynccontextmanager
 async def https_exporter(config: Path) -> AsyncIterator[tuple[str, Refresh]]:
     """The exporter against the simulator with ``--web.config.file=config``; yields its https URL."""
-    clock = FixedClock(START)
-    simulator = Simulator.from_scenario("demo", clock=clock, token=TOKEN)
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(api_url=api_url, token=TOKEN, clock=clock, web_config_file=config) as running,
-    ):
+    async with simulated_exporter("demo", token=TOKEN, web_config_file=config) as simulated:
+        running = simulated.exporter
         yield f"https://127.0.0.1:{running.exporter.bound_port}", running.scheduler.refresh
 
 

@@ -22,11 +22,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from exporter.clock import FixedClock
-from exporter.northflank import client as client_module
+from exporter.northflank import listings
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.errors import InvalidResponseError, NorthflankError, RateLimitedError
 from exporter.northflank.metrics import CHECKED_HEADERS, ITEM_RESOURCES, ApiMetrics
-from exporter.snapshot import RESOURCES
+from exporter.resources import RESOURCES
 from tests.unit.test_client import (
     NOW,
     PROJECTS,
@@ -483,7 +483,7 @@ async def test_counters_exist_from_the_start_at_zero(make: Factory) -> None:
         assert invalid_values(h, resource) == 0.0
     # The same names as the refresher's resource label, and every listing has one of them.
     assert ITEM_RESOURCES == RESOURCES
-    assert {listing.resource for listing in client_module._LISTINGS} == set(ITEM_RESOURCES)
+    assert {listing.resource for listing in listings.LISTINGS} == set(ITEM_RESOURCES)
 
 
 # -- duplicates across pages ---------------------------------------------------------------------------------

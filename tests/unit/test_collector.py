@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
+
 from exporter.clock import FixedClock
 from exporter.collector import FAMILIES, SnapshotRenderer
 from exporter.northflank.models import Addon, BackupDestination, DestinationBackup, Project, Schedule
@@ -14,6 +16,7 @@ from exporter.snapshot import (
     summarize_destination_backups,
     summarize_schedules,
 )
+from tests.exposition_checks import assert_every_family_declared
 from tests.support import parse_samples, value
 from tests.unit.test_snapshot import T0, backup
 
@@ -287,9 +290,29 @@ def test_schedule_values_follow_the_scrape_time_across_runs() -> None:
 
 def test_every_family_has_help_and_type_once() -> None:
     text = _registry(_snapshot(), FixedClock(NOW)).text()
+    declared = assert_every_family_declared(text)
     for family in FAMILIES:
-        assert text.count(f"# TYPE {family.name} ") <= 1
+        assert family.help.strip(), f"{family.name} has no help text"
+    # Every family this snapshot fills is in the text, with the HELP and TYPE it is declared with.
+    filled = {name for name, d in declared.items() if d.samples}
+    assert filled >= {"northflank_addon_backups", "northflank_up"}, sorted(filled)
     assert len({family.name for family in FAMILIES}) == len(FAMILIES)
+
+
+def test_the_family_check_rejects_a_family_with_no_help_or_declared_twice() -> None:
+    good = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n"
+    assert assert_every_family_declared(good)["a_total"].samples == 1
+    bad = [
+        "# TYPE a gauge\na 1\n",  # no HELP
+        "# HELP a \n# TYPE a gauge\na 1\n",  # empty HELP
+        "# HELP a A.\na 1\n",  # no TYPE
+        "a 1\n",  # nothing declared
+        "# HELP a A.\n# TYPE a gauge\na 1\n# HELP b B.\n# TYPE b gauge\nb 1\n# HELP a A.\n",  # twice
+        "# HELP a A.\n# TYPE a gauge\nb 1\n",  # a sample of an undeclared family
+    ]
+    for text in bad:
+        with pytest.raises(AssertionError):
+            assert_every_family_declared(text)
 
 
 def test_label_values_are_escaped() -> None:

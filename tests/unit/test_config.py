@@ -10,7 +10,8 @@ from exporter.app import make_scheduler
 from exporter.budget import RequestBudget
 from exporter.cli import main
 from exporter.clock import FixedClock
-from exporter.config import ConfigError, ListenAddress, build_parser, load_settings, parse_duration
+from exporter.config import ConfigError, ListenAddress, build_parser, load_settings
+from exporter.durations import parse_duration
 from exporter.planner import Planner
 from exporter.poller import FixedIntervalScheduler
 

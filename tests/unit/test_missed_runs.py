@@ -13,16 +13,15 @@ from exporter.collector import SnapshotRenderer
 from exporter.northflank.models import Addon, Backup, Project, Schedule
 from exporter.schedule import EARLY_START_SECONDS, HOUR
 from exporter.simulator.fleet import (
-    REFERENCE_MISS_RATE,
     AddonSpec,
     Behaviour,
     Fleet,
     ProjectSpec,
     ScheduleSpec,
-    demo,
-    reference,
 )
 from exporter.simulator.history import addon_backups, schedule_backups, skipped_runs
+from exporter.simulator.reference_fleet import REFERENCE_MISS_RATE, reference
+from exporter.simulator.scenarios import demo
 from exporter.snapshot import (
     ANY_BACKUP_TYPE,
     MAX_INITIATIONS,

@@ -50,6 +50,7 @@ from exporter.planner import (
     retry_delay,
 )
 from exporter.poller import OK, Outcome
+from exporter.resources import Resource
 from exporter.schedule import ScheduleCalendar
 from exporter.snapshot import (
     AddonKey,
@@ -300,7 +301,7 @@ class Account:
     planner: Planner | None = None
     tiers: list[tuple[float, str, Tier]] = field(default_factory=list)
 
-    async def _request(self, resource: str, addon: str = "", project: str = "") -> Outcome:
+    async def _request(self, resource: Resource, addon: str = "", project: str = "") -> Outcome:
         marker = (resource, project, addon)
         if marker in self.running:
             self.overlaps += 1
@@ -322,7 +323,7 @@ class Account:
             self.running.discard(marker)
 
     async def refresh_projects(self) -> Outcome:
-        outcome = await self._request("projects")
+        outcome = await self._request(Resource.PROJECTS)
         if outcome.ok:
             projects = sorted({a.project for a in self.addons})
             found = [(None, Project(id=p, name=p)) for p in projects]
@@ -331,7 +332,7 @@ class Account:
         return outcome
 
     async def refresh_project_addons(self, project_id: str) -> Outcome:
-        outcome = await self._request("addons", project=project_id)
+        outcome = await self._request(Resource.ADDONS, project=project_id)
         if outcome.ok:
             listed = [
                 Addon(id=a.addon, name=a.addon, spec=AddonSpec(type="postgresql"))
@@ -343,7 +344,7 @@ class Account:
         return outcome
 
     async def refresh_destinations(self) -> Outcome:
-        outcome = await self._request("destinations")
+        outcome = await self._request(Resource.BACKUP_DESTINATIONS)
         if outcome.ok:
             at = self.clock.now()
             self.store.update(lambda s: s.with_destinations([], at))

@@ -32,7 +32,8 @@ from exporter.northflank.errors import (
 )
 from exporter.northflank.models import Addon, Backup, Project
 from exporter.poller import Refresher
-from exporter.snapshot import RESOURCES, SnapshotStore, summarize_restores
+from exporter.resources import RESOURCES
+from exporter.snapshot import SnapshotStore, summarize_restores
 from tests.support import Samples, parse_samples, value
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

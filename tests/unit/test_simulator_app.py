@@ -13,7 +13,10 @@ import pytest
 from exporter.clock import FixedClock
 from exporter.northflank import models
 from exporter.simulator import SimulatedConnectionReset, Simulator
-from exporter.simulator.app import (
+from exporter.simulator.faults import HUGE_PAGE_BYTES
+from exporter.simulator.fleet import HOUR
+from exporter.simulator.pagination import decode_cursor
+from exporter.simulator.routes import (
     ADDON_RESTORES,
     ADDONS,
     BACKUPS,
@@ -21,9 +24,6 @@ from exporter.simulator.app import (
     PROJECTS,
     SCHEDULES,
 )
-from exporter.simulator.faults import HUGE_PAGE_BYTES
-from exporter.simulator.fleet import HOUR
-from exporter.simulator.pagination import decode_cursor
 
 T0 = 1_750_000_000.0
 SEED = 5
@@ -344,7 +344,7 @@ async def test_hang_fault_is_cancellable_and_leaks_no_task(sim: Simulator, clien
         async with asyncio.timeout(0.05):
             await client.get("/v1/projects")
     assert asyncio.all_tasks() == before
-    assert not sim._hangs
+    assert not sim.hanging
     assert sim.request_log.records[-1].status is None  # never answered
     assert (await client.get("/v1/projects")).status_code == 200
 

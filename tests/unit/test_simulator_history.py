@@ -19,10 +19,6 @@ from exporter.simulator.fleet import (
     Fleet,
     ProjectSpec,
     ScheduleSpec,
-    demo,
-    e2e,
-    reference,
-    scenario,
 )
 from exporter.simulator.history import (
     MAX_START_DELAY,
@@ -33,6 +29,8 @@ from exporter.simulator.history import (
     scheduled_runs,
     weekday,
 )
+from exporter.simulator.reference_fleet import reference
+from exporter.simulator.scenarios import demo, e2e, scenario
 
 T0 = 1_750_000_000.0  # Sunday 2025-06-15T15:06:40Z
 SEED = 11

@@ -1,7 +1,7 @@
 """The simulator's payloads against the official SDK's TypedDicts and the exporter's models, for every route.
 
-Where the documented API and the SDK disagree, the simulator follows the documentation (the seeds
-in shared/seeds), and each check below names that exception and applies it to that one field only:
+Where the documented API and the SDK disagree, the simulator follows the documentation (its example
+responses), and each check below names that exception and applies it to that one field only:
 
 - restore ``id``: an integer (unix ms) in the documented example, ``str`` in the SDK;
 - destination backup ``expiredBy``: a string (``"1729232400000.0"``) in the documented example,
@@ -26,7 +26,7 @@ from pydantic import BaseModel, TypeAdapter
 from exporter.clock import FixedClock
 from exporter.northflank import models
 from exporter.simulator import SIMULATED_ACCESS_KEY, SIMULATED_SECRET_KEY, Simulator
-from exporter.simulator.app import (
+from exporter.simulator.routes import (
     ADDON_RESTORES,
     ADDONS,
     API_ROUTES,
@@ -233,7 +233,7 @@ def test_destinations_carry_the_distinctive_credentials(payloads: dict[str, list
 
 
 def test_the_documented_examples_pass_the_same_checks() -> None:
-    """The checks themselves: the docs' own examples (seeds 000-004) must pass them unchanged."""
+    """The checks themselves: the docs' own example responses must pass them unchanged."""
     examples: dict[str, Any] = {
         BACKUP_RESTORES: {
             "restores": [

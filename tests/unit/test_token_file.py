@@ -21,7 +21,8 @@ from exporter.clock import FixedClock
 from exporter.config import ConfigError, load_settings
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.errors import AuthError
-from exporter.webconfig import WebSecurityMiddleware, parse_web_config
+from exporter.web.config import parse_web_config
+from exporter.web.middleware import WebSecurityMiddleware
 
 TOKEN_A = "nf-token-A-4b7e91c2d3"
 TOKEN_B = "nf-token-B-0f5a62e8c1"

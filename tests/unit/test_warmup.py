@@ -17,6 +17,7 @@ from exporter.budget import RequestBudget
 from exporter.northflank.errors import AuthError, NorthflankError, PermissionDeniedError, TransportError
 from exporter.northflank.models import Project
 from exporter.planner import WARMUP_HOLD, Planner, PlannerCollector, PlannerSettings, initial_read_ratio
+from exporter.resources import Resource
 from exporter.schedule import ScheduleCalendar
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.virtual_time import VirtualClock, run_virtual
@@ -170,7 +171,7 @@ def test_not_ready_while_the_projects_cannot_be_listed_then_ready_once_they_are(
         await asyncio.sleep(healed - T0 - 1)
         # Hours of refused discovery, retried (and the destinations with it): never ready.
         assert [r for _, r, _ in account.calls].count("projects") > 3
-        assert "destinations" in {r for _, r, _ in account.calls}
+        assert Resource.BACKUP_DESTINATIONS in {r for _, r, _ in account.calls}
         assert not account.store.current.ready
         ratio = registry.get_sample_value("northflank_exporter_initial_read_ratio", {"resource": "backups"})
         assert ratio == 0

@@ -15,21 +15,13 @@ import pytest
 
 from exporter.cli import main
 from exporter.config import ConfigError, load_settings
-from exporter.server import create_app
+from exporter.durations import GO_SYNTAX, parse_duration
 from exporter.snapshot import SnapshotStore
-from exporter.webconfig import (
-    BasicAuth,
-    RateLimit,
-    TokenBucket,
-    WebConfig,
-    WebConfigError,
-    build_ssl_context,
-    load_web_config,
-    parse_basic_auth,
-    parse_go_duration,
-    parse_web_config,
-    san_allowed,
-)
+from exporter.web.auth import BasicAuth, parse_basic_auth
+from exporter.web.config import RateLimit, WebConfig, WebConfigError, parse_web_config
+from exporter.web.middleware import rate_bucket
+from exporter.web.server import create_app
+from exporter.web.tls import build_ssl_context, load_web_config, san_allowed
 from tests.e2e.binaries import require_binary
 from tests.pki import Pki, issue, make_pki
 
@@ -260,14 +252,14 @@ def test_an_inline_key_is_never_echoed() -> None:
     [("1s", 1.0), ("500ms", 0.5), ("1m30s", 90.0), ("1.5h", 5400.0), ("250us", 0.00025), ("0", 0.0)],
 )
 def test_go_durations(text: str, seconds: float) -> None:
-    assert parse_go_duration(text) == pytest.approx(seconds)
-    assert parse_go_duration(1_000_000_000) == 1.0
+    assert parse_duration(text, GO_SYNTAX) == pytest.approx(seconds)
+    assert parse_duration(1_000_000_000, GO_SYNTAX) == 1.0
 
 
 @pytest.mark.parametrize("text", ["", "1", "1d", "s", "1s2", "abc", "1.2.3s"])
 def test_bad_go_durations(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
-        parse_go_duration(text)
+        parse_duration(text, GO_SYNTAX)
 
 
 # --- Files and TLS -----------------------------------------------------------------------------------
@@ -489,14 +481,14 @@ async def test_a_nul_byte_in_a_password_is_just_wrong() -> None:
 
 def test_token_bucket() -> None:
     now = [100.0]
-    bucket = TokenBucket(RateLimit(interval=1.0, burst=2), clock=lambda: now[0])
-    assert [bucket.allow() for _ in range(3)] == [True, True, False]
+    bucket = rate_bucket(RateLimit(interval=1.0, burst=2), now[0])
+    assert [bucket.allow(now[0]) for _ in range(3)] == [True, True, False]
     now[0] += 0.5
-    assert not bucket.allow()
+    assert not bucket.allow(now[0])
     now[0] += 0.5
-    assert bucket.allow()
+    assert bucket.allow(now[0])
     now[0] += 10
-    assert [bucket.allow() for _ in range(3)] == [True, True, False]
+    assert [bucket.allow(now[0]) for _ in range(3)] == [True, True, False]
 
 
 # --- The app with the middleware ---------------------------------------------------------------------

@@ -31,6 +31,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from exporter.metrics import (
+    HTTP_ACCEPT_ERRORS,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_MAX,
+    HTTP_CONNECTIONS_REFUSED,
+    HTTP_READ_TIMEOUTS,
+)
+
 log = logging.getLogger(__name__)
 
 #: accept() failures meaning "no descriptor or memory left": asyncio retries them after 1 s.
@@ -315,31 +323,11 @@ class ConnectionCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         guard = self._guard
-        yield GaugeMetricFamily(
-            "northflank_exporter_http_connections",
-            "HTTP connections open to the exporter (TLS handshakes included).",
-            value=guard.open,
-        )
-        yield GaugeMetricFamily(
-            "northflank_exporter_http_connections_max",
-            "The most HTTP connections kept open at once (--web.max-connections, lowered to leave "
-            "descriptors below the open files limit for the API client); beyond it they are refused.",
-            value=guard.limit,
-        )
-        yield CounterMetricFamily(
-            "northflank_exporter_http_connections_refused",
-            "HTTP connections refused (503, closed) because the most allowed were open.",
-            value=guard.refused,
-        )
-        yield CounterMetricFamily(
-            "northflank_exporter_http_read_timeouts",
-            "HTTP connections closed because their client did not send a complete request within "
-            "--web.read-timeout.",
-            value=guard.read_timeouts,
-        )
-        yield CounterMetricFamily(
-            "northflank_exporter_http_accept_errors",
-            "Failed accepts of HTTP connections for want of descriptors or memory (EMFILE, ENFILE...); "
-            "the exporter retries each second.",
-            value=guard.accept_errors,
-        )
+        yield GaugeMetricFamily(HTTP_CONNECTIONS.name, HTTP_CONNECTIONS.help, value=guard.open)
+        yield GaugeMetricFamily(HTTP_CONNECTIONS_MAX.name, HTTP_CONNECTIONS_MAX.help, value=guard.limit)
+        for family, value in (
+            (HTTP_CONNECTIONS_REFUSED, guard.refused),
+            (HTTP_READ_TIMEOUTS, guard.read_timeouts),
+            (HTTP_ACCEPT_ERRORS, guard.accept_errors),
+        ):
+            yield CounterMetricFamily(family.name, family.help, value=value)

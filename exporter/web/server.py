@@ -19,10 +19,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from exporter.config import ListenAddress
-from exporter.connections import ConnectionGuard, GuardedListener
 from exporter.exposition import CONTENT_TYPE
 from exporter.snapshot import Snapshot
-from exporter.webconfig import WebConfig, WebSecurityMiddleware
+from exporter.web.config import WebConfig
+from exporter.web.connections import ConnectionGuard, GuardedListener
+from exporter.web.middleware import WebSecurityMiddleware
 
 _LANDING = """<!DOCTYPE html>
 <html lang="en">

@@ -1,0 +1,345 @@
+"""What the planner knows of every target: its state, its current plan and the queues the loop picks the due
+ones from. Recording what a read said, following the fleet as projects and addons come and go, and fitting
+the cadence to the fleet and the budget all happen here; the loop (:mod:`.loop`) decides only what starts
+when, and the decisions themselves are pure functions in :mod:`.policy`."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exporter.northflank.errors import NorthflankError, NotFoundError
+from exporter.planner.policy import (
+    DESTINATIONS,
+    FLOOR_CEILING,
+    NEW_ORDER,
+    PROJECTS,
+    RESOURCE_RANK,
+    BackupsView,
+    Cadence,
+    PeriodicView,
+    Plan,
+    PlannerSettings,
+    Target,
+    Tier,
+    fit_cadence,
+    plan_backups,
+    plan_periodic,
+)
+from exporter.poller import Outcome
+from exporter.resources import Resource
+from exporter.snapshot import AddonKey, Snapshot
+
+log = logging.getLogger(__name__)
+
+#: The order a new addon's targets are added in (it breaks no ties: their ranks differ).
+_ADDON_TARGET_ORDER = (Resource.SCHEDULES, Resource.BACKUPS, Resource.RESTORES)
+#: The listings whose answers make the snapshot ready (see TargetBook._answered).
+_DISCOVERY_LISTINGS = frozenset((Resource.PROJECTS, Resource.ADDONS))
+
+
+def _set_member(items: set[AddonKey], key: AddonKey, member: bool) -> bool:
+    """Make ``key`` a member of ``items`` or not; whether that changed anything."""
+    if member == (key in items):
+        return False
+    if member:
+        items.add(key)
+    else:
+        items.discard(key)
+    return True
+
+
+@dataclass(slots=True)
+class TargetState:
+    """What the planner knows of one target."""
+
+    target: Target
+    known_since: float
+    plan: Plan
+    version: int = 0
+    last_attempt: float | None = None
+    last_success: float | None = None
+    failures: int = 0
+    #: Requests the last successful read took (its page count): what the next one is expected to cost.
+    cost: int = 1
+    in_flight: bool = False
+    #: Due no later than this (a 404 elsewhere says this listing is out of date).
+    forced: float | None = None
+
+
+@dataclass(order=True, slots=True)
+class QueueEntry:
+    """A plan in its tier's queue; superseded once its target's version moves on."""
+
+    #: In the new tier, the target's place in NEW_ORDER (backups before schedules...); else 0.
+    order: int
+    due: float
+    rank: int
+    seq: int
+    version: int = field(compare=False)
+    target: Target = field(compare=False)
+
+
+class TargetBook:
+    """Every target's state and plan, and a queue of plans per tier (earliest due first)."""
+
+    def __init__(
+        self, *, settings: PlannerSettings, limit: float, snapshot: Callable[[], Snapshot | None]
+    ) -> None:
+        self._settings = settings
+        #: The current snapshot; None until the planner runs (nothing has been read yet).
+        self._snapshot = snapshot
+        self.states: dict[Target, TargetState] = {}
+        self.by_addon: dict[AddonKey, list[Target]] = {}
+        self.queues: dict[Tier, list[QueueEntry]] = {tier: [] for tier in Tier}
+        self._seq = itertools.count()
+        #: Until ready: the discovery listings not answered yet (the projects: not listed successfully).
+        self._discovering: set[Target] = set()
+        self.ready = False
+        #: Addons with an hourly schedule (never floored: their runs refresh them) and without any.
+        self._hourly: set[AddonKey] = set()
+        self._unscheduled: set[AddonKey] = set()
+        #: Projects whose addon listings are targets.
+        self._projects: set[str] = set()
+        #: The request budget (requests per hour) the cadence is fitted to.
+        self.limit = limit
+        self.cadence = self._fit()
+        #: Moves on whenever a target comes or goes (the exposition re-sorts its samples then).
+        self.targets_version = 0
+
+    def _current(self) -> Snapshot:
+        snapshot = self._snapshot()
+        if snapshot is None:
+            raise RuntimeError("the planner follows the fleet only while it runs")
+        return snapshot
+
+    def _answered(self, target: Target, *, ok: bool) -> bool:
+        """The API answered a read of ``target``. Discovery has succeeded once the projects were listed
+        successfully and every listed project's addon listing was answered (the syncs add the addon
+        listings of the projects found before this): then the snapshot is marked ready. A failed addon
+        listing is retried and counted; it does not hold readiness, as a failed projects listing does
+        (the token refused, the API unreachable: nothing the exporter could serve). Whether this answer
+        made the planner ready."""
+        if ok or target.resource is not Resource.PROJECTS:
+            self._discovering.discard(target)
+        if self.ready or self._discovering:
+            return False
+        self.ready = True
+        return True
+
+    def _not_found(self, target: Target, now: float) -> None:
+        """A 404: the listing that says this target exists is out of date; read it again now."""
+        if target.addon:
+            parent = Target(Resource.ADDONS, target.project)
+        elif target.resource is Resource.ADDONS:
+            parent = PROJECTS
+        else:
+            return
+        state = self.states.get(parent)
+        if state is not None:
+            state.forced = now if state.forced is None else min(state.forced, now)
+            self.replan(state, now)
+
+    def _sync_projects(self, now: float) -> None:
+        projects = self._current().projects
+        for project_id in projects:
+            target = Target(Resource.ADDONS, project_id)
+            if target not in self.states:
+                self.add(target, now)
+        for target in [t for t in self.states if t.resource is Resource.ADDONS and t.project not in projects]:
+            self.drop(target)
+        for key in [k for k in self.by_addon if k[0] not in projects]:
+            self.drop_addon(key)
+        self.refit(now)
+
+    def _sync_addons(self, project_id: str, now: float) -> None:
+        snapshot = self._current()
+        listed = {key for key in snapshot.addons if key[0] == project_id}
+        for key in sorted(listed - self.by_addon.keys()):
+            targets = [Target(resource, *key) for resource in _ADDON_TARGET_ORDER]
+            self.by_addon[key] = targets
+            for target in targets:
+                self.add(target, now)
+        for key in [k for k in self.by_addon if k[0] == project_id and k not in listed]:
+            self.drop_addon(key)
+        self.refit(now)
+
+    def _schedules_read(self, key: AddonKey, now: float) -> None:
+        addon = self._current().addons.get(key)
+        schedules = addon.schedules.value if addon is not None and addon.schedules is not None else ()
+        hourly = any(s.calendar.max_interval_seconds <= FLOOR_CEILING for s in schedules)
+        changed = _set_member(self._hourly, key, hourly) | _set_member(self._unscheduled, key, not schedules)
+        if changed:
+            self.refit(now)
+        backups = self.states.get(Target(Resource.BACKUPS, *key))
+        if backups is not None:
+            self.replan(backups, now)
+
+    def add(self, target: Target, now: float) -> None:
+        if target.resource is Resource.ADDONS:
+            self._projects.add(target.project)
+        state = TargetState(target=target, known_since=now, plan=Plan(now, Tier.NEW, "new"))
+        self.targets_version += 1
+        self.states[target] = state
+        if target.resource in _DISCOVERY_LISTINGS and not self.ready:
+            self._discovering.add(target)
+        state.plan = self._plan(state)
+        self.push(state)
+
+    def drop(self, target: Target) -> None:
+        if target.resource is Resource.ADDONS:
+            self._projects.discard(target.project)
+        self.targets_version += 1
+        state = self.states.pop(target, None)
+        if state is not None:
+            state.version += 1
+        self._discovering.discard(target)
+
+    def drop_addon(self, key: AddonKey) -> None:
+        for target in self.by_addon.pop(key, ()):
+            self.drop(target)
+        self._hourly.discard(key)
+        self._unscheduled.discard(key)
+
+    def push(self, state: TargetState) -> None:
+        state.version += 1
+        order = NEW_ORDER[state.target.resource] if state.plan.tier is Tier.NEW else 0
+        entry = QueueEntry(
+            order,
+            state.plan.due,
+            RESOURCE_RANK[state.target.resource],
+            next(self._seq),
+            state.version,
+            state.target,
+        )
+        queue = self.queues[state.plan.tier]
+        heapq.heappush(queue, entry)
+        if len(queue) > 64 and len(queue) > 3 * len(self.states):
+            # Drop the entries of superseded plans so that the queues stay proportional to the fleet.
+            live = [
+                e for e in queue if (s := self.states.get(e.target)) is not None and s.version == e.version
+            ]
+            heapq.heapify(live)
+            self.queues[state.plan.tier] = live
+
+    def replan(self, state: TargetState, now: float) -> None:
+        if state.in_flight or self.states.get(state.target) is not state:
+            return
+        plan = self._plan(state)
+        if state.forced is not None and state.forced < plan.due:
+            plan = Plan(state.forced, plan.tier, "forced")
+        state.plan = plan
+        self.push(state)
+
+    def _plan(self, state: TargetState) -> Plan:
+        target, cadence = state.target, self.cadence
+        if target.resource is Resource.BACKUPS:
+            return plan_backups(
+                self._backups_view(state), floor=cadence.floor, floor_unscheduled=cadence.floor_unscheduled
+            )
+        view = PeriodicView(state.known_since, state.last_attempt, state.last_success, state.failures)
+        if target.resource is Resource.SCHEDULES:
+            return plan_periodic(view, interval=cadence.schedules, tier=Tier.SLOW)
+        if target.resource is Resource.RESTORES:
+            return plan_periodic(view, interval=cadence.restores, tier=Tier.SLOW)
+        return plan_periodic(view, interval=cadence.discovery, tier=Tier.DISCOVERY)
+
+    def _backups_view(self, state: TargetState) -> BackupsView:
+        snapshot = self._snapshot()
+        addon = snapshot.addons.get(state.target.key) if snapshot is not None else None
+        fetched = addon.backups if addon is not None else None
+        schedules = addon.schedules.value if addon is not None and addon.schedules is not None else ()
+        return BackupsView(
+            known_since=state.known_since,
+            last_attempt=state.last_attempt,
+            last_success=fetched.at if fetched is not None else None,
+            failures=state.failures,
+            summary=fetched.value if fetched is not None else None,
+            calendars=tuple(s.calendar for s in schedules),
+        )
+
+    def _fit(self) -> Cadence:
+        addons = len(self.by_addon)
+        destinations = self.states.get(DESTINATIONS)
+        return fit_cadence(
+            self.limit,
+            addons=addons,
+            floor_addons=addons - len(self._hourly),
+            unscheduled_addons=len(self._unscheduled),
+            discovery_items=1 + len(self._projects) + (destinations.cost if destinations is not None else 1),
+            settings=self._settings,
+        )
+
+    def refit(self, now: float) -> None:
+        """Refit the cadence to the fleet and the budget; replan everything when it moved by over 5%."""
+        cadence = self._fit()
+        old = self.cadence
+        if all(
+            math.isclose(a, b, rel_tol=0.05)
+            for a, b in (
+                (cadence.floor, old.floor),
+                (cadence.floor_unscheduled, old.floor_unscheduled),
+                (cadence.discovery, old.discovery),
+                (cadence.schedules, old.schedules),
+                (cadence.restores, old.restores),
+            )
+        ):
+            return
+        self.cadence = cadence
+        log.debug("refresh cadence for %d addons: %s", len(self.by_addon), cadence)
+        for state in list(self.states.values()):
+            if state.last_attempt is not None:
+                self.replan(state, now)
+
+    def top(self, tier: Tier) -> QueueEntry | None:
+        queue = self.queues[tier]
+        while queue:
+            entry = queue[0]
+            state = self.states.get(entry.target)
+            if state is not None and not state.in_flight and state.version == entry.version:
+                return entry
+            heapq.heappop(queue)
+        return None
+
+    def record(self, state: TargetState, outcome: Outcome | None, requests: int, now: float) -> bool:
+        """What a read of ``state``'s target said (None: it failed unexpectedly), and the ``requests`` it
+        took; whether discovery has now succeeded (see :meth:`_answered`). A rate-limited read is not
+        recorded here: the loop keeps it due."""
+        target = state.target
+        if self.states.get(target) is not state:
+            return False  # dropped while it ran (its project or addon disappeared)
+        error: NorthflankError | None = outcome.error if outcome is not None else None
+        if outcome is not None and outcome.gone:
+            if target.addon:
+                self.drop_addon(target.key)
+            else:
+                self.drop(target)
+            return self._answered(target, ok=False)
+        state.last_attempt = now
+        state.forced = None
+        if outcome is not None and outcome.ok:
+            state.last_success = now
+            state.failures = 0
+            state.cost = max(1, requests)
+        else:
+            state.failures += 1
+            if isinstance(error, NotFoundError):
+                self._not_found(target, now)
+        if outcome is not None and outcome.ok:
+            match target.resource:
+                case Resource.PROJECTS:
+                    self._sync_projects(now)
+                case Resource.ADDONS:
+                    self._sync_addons(target.project, now)
+                case Resource.SCHEDULES:
+                    self._schedules_read(target.key, now)
+        became_ready = self._answered(target, ok=outcome is not None and outcome.ok)
+        self.replan(state, now)
+        return became_ready
+
+
+__all__ = ["QueueEntry", "TargetBook", "TargetState"]
