@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter import defaults
 from exporter.clock import Clock
 from exporter.exposition import Family
 from exporter.metrics import API_REQUEST_BUDGET, API_REQUESTS_LAST_HOUR, REFRESH_DEFERRED
@@ -59,7 +60,7 @@ WINDOW_SECONDS = 3600.0
 DEFAULT_RATE_LIMIT = 1000
 #: Share of the announced limit the exporter takes when no budget is configured.
 DEFAULT_BUDGET_SHARE = 0.5
-DEFAULT_RESERVE = 0.2
+DEFAULT_RESERVE = defaults.RATE_LIMIT_RESERVE
 #: How long to hold off after a 429 that said neither Retry-After nor x-ratelimit-reset.
 DEFAULT_RATE_LIMITED_SECONDS = 60.0
 #: A 429 is logged at WARNING at most once per this long (the rest at DEBUG: they are counted anyway).

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from exporter import __version__
+from exporter import __version__, defaults
 from exporter.apitoken import ApiToken, TokenError, TokenFile, check_token
 from exporter.durations import parse_duration
 from exporter.web.config import WebConfigError
 from exporter.web.tls import load_web_config
 
-DEFAULT_API_URL = "https://api.northflank.com"
-DEFAULT_LISTEN_ADDRESS = ":10150"
+DEFAULT_API_URL = defaults.API_URL
+DEFAULT_LISTEN_ADDRESS = defaults.LISTEN_ADDRESS
 TOKEN_VARIABLES = ("NF_API_TOKEN", "NORTHFLANK_API_TOKEN")
 HOST_VARIABLES = ("NF_API_HOST", "NF_HOST")
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -55,7 +55,7 @@ class ListenAddress:
 @dataclass(frozen=True, slots=True)
 class Settings:
     listen_address: ListenAddress = field(default_factory=lambda: ListenAddress.parse(DEFAULT_LISTEN_ADDRESS))
-    telemetry_path: str = "/metrics"
+    telemetry_path: str = defaults.TELEMETRY_PATH
     log_level: str = "info"
     log_format: str = "logfmt"
     api_url: str = DEFAULT_API_URL
@@ -67,24 +67,24 @@ class Settings:
     #: Requests per rolling hour; None: half the x-ratelimit-limit the API announces (500 until then).
     request_budget: int | None = None
     #: Below this share of the account's rate limit left, only essential refreshes go out.
-    rate_limit_reserve: float = 0.2
+    rate_limit_reserve: float = defaults.RATE_LIMIT_RESERVE
     #: The longest an addon's backups may go unread; None: as often as the budget allows, at most hourly.
     max_staleness: float | None = None
-    discovery_interval: float = 1800.0
-    schedules_interval: float = 3600.0
-    restores_interval: float = 3600.0
-    request_timeout: float = 10.0
-    concurrency: int = 4
-    schedule_grace: float = 7200.0
+    discovery_interval: float = defaults.DISCOVERY_INTERVAL
+    schedules_interval: float = defaults.SCHEDULES_INTERVAL
+    restores_interval: float = defaults.RESTORES_INTERVAL
+    request_timeout: float = defaults.REQUEST_TIMEOUT
+    concurrency: int = defaults.CONCURRENCY
+    schedule_grace: float = defaults.SCHEDULE_GRACE
     demo: bool = False
     #: --web.config.file (exporter-toolkit format), checked by load_settings; None: plain HTTP, no auth.
     web_config_file: Path | None = None
     #: --web.max-connections: HTTP connections open at once (lowered below RLIMIT_NOFILE at start).
-    max_connections: int = 128
+    max_connections: int = defaults.MAX_CONNECTIONS
     #: --web.read-timeout: seconds a client has to send a complete request.
-    read_timeout: float = 10.0
+    read_timeout: float = defaults.READ_TIMEOUT
     #: --web.idle-timeout: whole seconds a kept-alive connection may wait for its next request.
-    idle_timeout: int = 60
+    idle_timeout: int = defaults.IDLE_TIMEOUT
     #: --config.check: validate, make one request to the API, report and exit.
     config_check: bool = False
     #: Warnings about the configuration, logged once logging is set up.
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--web.telemetry-path",
         dest="telemetry_path",
-        default="/metrics",
+        default=defaults.TELEMETRY_PATH,
         help="Path under which to expose metrics.",
     )
     add(
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--northflank.rate-limit-reserve",
         dest="rate_limit_reserve",
         type=float,
-        default=0.2,
+        default=defaults.RATE_LIMIT_RESERVE,
         help="When the account's remaining requests (x-ratelimit-remaining) fall below this share of its "
         "limit, only essential refreshes (scheduled runs, backups in progress) go out until the window "
         "resets: the rest of the account (CI/CD, people) keeps what is left.",
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--northflank.concurrency",
         dest="concurrency",
         type=int,
-        default=4,
+        default=defaults.CONCURRENCY,
         help="API requests in flight at most.",
     )
     add(
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.max-connections",
         dest="max_connections",
         type=int,
-        default=128,
+        default=defaults.MAX_CONNECTIONS,
         help="HTTP connections open at once, at most; beyond it a connection gets a 503 and is closed. "
         "Lowered at start to leave descriptors below the open files limit (ulimit -n) for the API client.",
     )

@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.registry import Collector
 
+from exporter import defaults
 from exporter.clock import Clock
 from exporter.metrics import REFRESH_ERRORS
 from exporter.northflank.client import NorthflankClient
@@ -225,7 +226,7 @@ class Refresher:
         clock: Clock,
         registry: CollectorRegistry,
         teams: Sequence[str] = (),
-        concurrency: int = 4,
+        concurrency: int = defaults.CONCURRENCY,
         on_rate_limited: Callable[[float | None], None] | None = None,
     ) -> None:
         self._client = client

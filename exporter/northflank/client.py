@@ -53,7 +53,7 @@ from typing import Protocol, Self, TypeVar
 
 import httpx
 
-from exporter import __version__
+from exporter import __version__, defaults
 from exporter.apitoken import ApiToken, ReloadableToken
 from exporter.clock import Clock
 from exporter.northflank import routes
@@ -106,7 +106,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_BASE_URL = "https://api.northflank.com"
+DEFAULT_BASE_URL = defaults.API_URL
 DEFAULT_USER_AGENT = f"northflank-backup-exporter/{__version__}"
 MAX_PER_PAGE = 100
 #: A non-2xx body is read only to find the API's short error message: no need for megabytes of it.

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
+from exporter import defaults
 from exporter.resources import Resource
 from exporter.schedule import EARLY_START_SECONDS, ScheduleCalendar
 from exporter.snapshot import AddonKey, BackupSummary
@@ -163,11 +164,11 @@ class PlannerSettings:
     #: The longest an addon's backups may go unread; None: as often as the floor's share allows, at most
     #: hourly.
     max_staleness: float | None = None
-    discovery_interval: float = 1800.0
-    schedules_interval: float = HOUR
-    restores_interval: float = HOUR
+    discovery_interval: float = defaults.DISCOVERY_INTERVAL
+    schedules_interval: float = defaults.SCHEDULES_INTERVAL
+    restores_interval: float = defaults.RESTORES_INTERVAL
     #: Refreshes in flight at most.
-    concurrency: int = 4
+    concurrency: int = defaults.CONCURRENCY
 
 
 @dataclass(frozen=True, slots=True)

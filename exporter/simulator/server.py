@@ -103,7 +103,8 @@ class SimulatorServer:
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then stop (for ``python -m exporter.simulator``)."""
-        assert self._task is not None, "start() first"
+        if self._task is None:
+            raise RuntimeError("start() first")
         waiter = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)

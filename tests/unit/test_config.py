@@ -168,3 +168,42 @@ def test_deprecated_refresh_interval_still_selects_the_fixed_interval_mode() -> 
     assert fixed.refresh_interval == 300
     assert isinstance(make_scheduler(fixed, budget=budget, clock=clock), FixedIntervalScheduler)
     assert isinstance(make_scheduler(load_settings([], ENV), budget=budget, clock=clock), Planner)
+
+
+def test_flag_defaults_are_the_one_set_of_defaults() -> None:
+    """A default lives in exporter/defaults.py; the flags' texts ("30m", "10s"...) must parse to it, and
+    the planner, budget and client defaults are the same values."""
+    import dataclasses
+
+    from exporter import defaults
+    from exporter.budget import DEFAULT_RESERVE
+    from exporter.config import Settings
+    from exporter.northflank.client import DEFAULT_BASE_URL
+    from exporter.planner import PlannerSettings
+
+    parsed = load_settings(["--demo"], {})
+    built = Settings()
+    for name in (
+        "telemetry_path",
+        "api_url",
+        "rate_limit_reserve",
+        "discovery_interval",
+        "schedules_interval",
+        "restores_interval",
+        "request_timeout",
+        "concurrency",
+        "schedule_grace",
+        "max_connections",
+        "read_timeout",
+        "idle_timeout",
+    ):
+        assert getattr(parsed, name) == getattr(built, name), name
+    planner = PlannerSettings()
+    assert {f.name: getattr(planner, f.name) for f in dataclasses.fields(planner)} == {
+        "max_staleness": None,
+        "discovery_interval": defaults.DISCOVERY_INTERVAL,
+        "schedules_interval": defaults.SCHEDULES_INTERVAL,
+        "restores_interval": defaults.RESTORES_INTERVAL,
+        "concurrency": defaults.CONCURRENCY,
+    }
+    assert (DEFAULT_RESERVE, DEFAULT_BASE_URL) == (defaults.RATE_LIMIT_RESERVE, defaults.API_URL)
