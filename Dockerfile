@@ -1,7 +1,26 @@
 # Container image of northflank-backup-exporter.
 #
 #   docker build -t northflank-backup-exporter:0.1.0 .
-#   docker run -d -p 10150:10150 -e NF_API_TOKEN northflank-backup-exporter:0.1.0
+#   docker run -d --name northflank-backup-exporter -p 10150:10150 --read-only \
+#       --user "$(id -u):$(id -g)" -v "$PWD/nf-token:/run/secrets/northflank-token:ro" \
+#       -v "$PWD/nf-state:/var/lib/northflank-backup-exporter" \
+#       northflank-backup-exporter:0.1.0 --northflank.token-file=/run/secrets/northflank-token \
+#       --storage.path=/var/lib/northflank-backup-exporter
+#
+# The state directory (created first: mkdir -m 0700 nf-state) keeps what the exporter read, its plans and
+# the requests of the last hour across restarts (--storage.path), so a new container serves every addon
+# at once and does not spend the hour's request budget again.
+#
+# The token file is mounted read-only and read by the exporter (again on SIGHUP, see the README), so the
+# token is neither in the container's environment nor in `docker inspect`. --user runs the container
+# as the owner of a 0600 token file; without it the image's own user (UID 10150) needs read access.
+#
+# Northflank's notification webhook (README, "Webhook push from Northflank") has a port of its own, the
+# only one to expose: publish /metrics on a private address only, and mount the secret file read-only.
+# To the command above add, before the image name (the first -p in place of -p 10150:10150):
+#       -p 127.0.0.1:10150:10150 -p 10151:10151 -v "$PWD/webhook-secret:/run/secrets/webhook-secret:ro"
+# and after it:
+#       --webhook.listen-address=:10151 --webhook.secret-file=/run/secrets/webhook-secret
 #
 # Two stages on the same pinned base: the builder installs the package and its dependencies into a
 # virtual environment at /opt/venv; the final stage copies only that environment (no pip, no build tools,
@@ -23,7 +42,7 @@ WORKDIR /src
 
 RUN python -m venv /opt/venv
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter/ exporter/
 
 # A regular (not editable) install builds a wheel from the source tree and byte-compiles everything, so

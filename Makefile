@@ -24,10 +24,11 @@ typecheck: install
 	$(BIN)/mypy exporter tests scripts $(wildcard bench)
 
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3
 
 bench: install
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/freshness_webhook.py
 	$(BIN)/python bench/scrape.py
 
 clean:

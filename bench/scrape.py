@@ -1,36 +1,61 @@
-"""Scrape cost: time to render /metrics, exposition size and resident memory, for fleets of 100, 1000 and
-5000 addons with 100 retained backups each, against the plain approach in the same run.
+"""Scrape cost as a user sees it: HTTP scrapes of /metrics with gzip, against a real uvicorn server on
+127.0.0.1, for fleets of 100, 1000 and 5000 addons (100 retained backups each), in the same run:
 
-    .venv/bin/python bench/scrape.py [--sizes 100,1000,5000] [--scrapes 30]
+- before: the exporter with its scrape cache switched off (render and gzip at every scrape, on the loop:
+  the /metrics route before the cache);
+- after: the exporter as shipped (``exporter/web/scrape_cache.py``);
+- prometheus_client: the same series (the exporter's whole page, parsed once) served by prometheus_client's
+  own ASGI app (``make_asgi_app``, gzip included) from a collector that yields them ready-made: the cheapest
+  a prometheus_client exporter can serve them.
 
-Each measurement runs in a fresh process so that resident memory is that of one fleet only:
+    .venv/bin/python bench/scrape.py [--sizes 100,1000,5000] [--concurrency 1,10,50] [--seconds 3]
 
-- exporter: API payloads for the fleet are parsed by the exporter's models, summarised into a snapshot
-  (the raw listings are dropped, as in the poller), and /metrics is rendered by ``SnapshotRenderer``
-  plus the instruments' registry, as the server does, with the clock moving 15 s between scrapes;
-- plain: the same series registered as prometheus_client ``Gauge`` objects (values set from the
-  exporter's own output, so both expose exactly the same samples) and rendered by ``generate_latest``.
+Each server is a process of its own (forked from one that built the fleet once), so its resident memory is
+its own; the exporters' planners know every addon (as after their first reads), so the page has the
+planner's next refresh times too. The client (httpx, ``Accept-Encoding: gzip``) runs in this process, on
+the same cores; it reads each body whole but inflates (and checks) one per run only: inflating a
+1000-addon page (4 MB of text) costs it 5-10 ms, the scraper's work, not the server's (printed as
+``inflate``; a scraper sees latency + inflate). For each server and number of concurrent scrapers: p50
+and p95 latency (request sent to the body's last byte), scrapes per second, the server's RSS (median
+while scraping, and the peak, reset before each run), failed scrapes (an error status, a timeout, a
+broken connection). ``cold``: the first scrape after a new snapshot (one addon's backups read again, as
+the poller does), median of 5. ``GET /``: the status page, when the server has one.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
 import gc
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
+import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+import httpx
+from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import TypeAdapter
+from prometheus_client.registry import Collector
+from pydantic import SecretStr, TypeAdapter
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
-from exporter.collector import SnapshotRenderer
+from exporter.app import Exporter
+from exporter.clock import SystemClock
+from exporter.config import ListenAddress, Settings
 from exporter.northflank.models import Addon, Backup, Project, Restore, Schedule
 from exporter.snapshot import Snapshot, summarize_backups, summarize_restores, summarize_schedules
+from exporter.web.server import bind_socket
+from exporter.web.serving import Server, UvicornConfig
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BACKUPS_PER_ADDON = 100
@@ -96,79 +121,321 @@ def build_snapshot(addons: int) -> Snapshot:
     return snapshot.with_ready()
 
 
-def _rss_bytes(field: str = "VmRSS") -> int:
-    """Resident memory now (VmRSS) or at its peak (VmHWM), from /proc."""
-    with open("/proc/self/status", encoding="ascii") as status:
+SERVERS = ("before", "after", "prometheus_client")
+COLD_SCRAPES = 5
+#: A scrape slower than this counts as failed (Prometheus' default scrape timeout is 10 s).
+TIMEOUT = 10.0
+
+
+def _status(pid: int, field: str) -> float:
+    """A /proc/<pid>/status memory figure (VmRSS, VmHWM) in MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
             if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def _median_ms(render: Any, scrapes: int) -> tuple[float, int]:
-    timings, size = [], 0
-    for i in range(scrapes):
-        began = time.perf_counter()
-        body = render(i)
-        timings.append(time.perf_counter() - began)
-        size = len(body)
-    return statistics.median(timings) * 1000, size
+def _reset_peak(pid: int) -> None:
+    """Resets VmHWM to the current RSS (Linux 4.0+), so that a run's peak is its own."""
+    with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as clear:
+        clear.write("5")
 
 
-def _measure_exporter(addons: int, scrapes: int) -> dict[str, float]:
-    snapshot = build_snapshot(addons)
-    renderer = SnapshotRenderer(schedule_grace_seconds=7200, version="bench")
-    instruments = CollectorRegistry(auto_describe=False)
-    now = NOW.timestamp()
-    gc.collect()
-    median, size = _median_ms(
-        lambda i: renderer.render(snapshot, now + 15 * i, trailer=generate_latest(instruments)), scrapes
+# -- the servers (forked children of the process that built the fleet) ------------------------------------
+
+
+def _exporter(snapshot: Snapshot, *, cache: bool) -> Exporter:
+    settings = Settings(
+        listen_address=ListenAddress("127.0.0.1", 0), api_url="http://127.0.0.1:9", token=SecretStr("bench")
     )
-    return {
-        "rss_mb": _rss_bytes() / 2**20,
-        "peak_mb": _rss_bytes("VmHWM") / 2**20,
-        "median_ms": median,
-        "bytes": size,
-    }
+    exporter = Exporter(settings, clock=SystemClock(), scrape_cache=cache)
+    exporter.store.restore_state(snapshot)
+    _plan_everything(exporter, snapshot)
+    return exporter
 
 
-def _plain_registry(addons: int) -> CollectorRegistry:
-    """The same samples as the exporter's, as Gauges: what a straightforward exporter would register."""
-    text = SnapshotRenderer(schedule_grace_seconds=7200, version="bench").render(
-        build_snapshot(addons), NOW.timestamp()
-    )
+def _plan_everything(exporter: Exporter, snapshot: Snapshot) -> None:
+    """The planner's book as after its first reads (every addon's targets planned), through its internals:
+    the bench runs no poller, so that nothing but the bench changes the snapshot."""
+    now = time.time()
+    try:
+        planner: Any = exporter.scheduler
+        planner._refresher = exporter.refresher
+        planner._book._sync_projects(now)
+        for project in snapshot.projects:
+            planner._book._sync_addons(project, now)
+    except Exception as error:  # the planner changed: the page lacks the next refresh times, said so
+        print(f"warning: planner not filled ({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def _with_touch(exporter: Exporter, snapshot: Snapshot) -> Any:
+    """The exporter's app plus POST /bench/touch: one addon's backups read again (a new snapshot)."""
+    keys = sorted(k for k, a in snapshot.addons.items() if a.backups is not None)
+    touched = 0
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal touched
+        if scope["type"] == "http" and scope["path"] == "/bench/touch":
+            key = keys[touched % len(keys)]
+            touched += 1
+
+            def reread(current: Snapshot) -> Snapshot:
+                fetched = current.addons[key].backups
+                assert fetched is not None
+                return current.with_addon_backups(key, fetched.value, time.time())
+
+            exporter.store.update(reread)
+            await PlainTextResponse("touched\n")(scope, receive, send)
+            return
+        await exporter.app(scope, receive, send)
+
+    return app
+
+
+class _Ready(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def _baseline(snapshot: Snapshot) -> Any:
+    """prometheus_client's ASGI app serving the exporter's page (all of it), parsed once."""
+    text = _exporter(snapshot, cache=False).render_metrics().decode()
     registry = CollectorRegistry(auto_describe=False)
-    for family in text_string_to_metric_families(text.decode()):
-        label_names = sorted({name for sample in family.samples for name in sample.labels})
-        gauge = Gauge(family.name, family.documentation, label_names, registry=registry)
-        for sample in family.samples:
-            (gauge.labels(**sample.labels) if label_names else gauge).set(sample.value)
-    return registry
+    registry.register(_Ready(list(text_string_to_metric_families(text))))
+    return make_asgi_app(registry)
 
 
-def _measure_plain(addons: int, scrapes: int) -> dict[str, float]:
-    registry = _plain_registry(addons)
+def _serve(server: str, snapshot: Snapshot, report: int) -> None:
+    async def main() -> None:
+        if server == "prometheus_client":
+            app = _baseline(snapshot)
+        else:
+            app = _with_touch(_exporter(snapshot, cache=server == "after"), snapshot)
+        gc.collect()
+        sock = bind_socket(ListenAddress("127.0.0.1", 0))
+        uvicorn = Server(
+            UvicornConfig(
+                app, http="h11", log_config=None, access_log=False, lifespan="off", timeout_keep_alive=60
+            )
+        )
+        os.write(report, b"%d" % sock.getsockname()[1])
+        os.close(report)
+        await uvicorn.serve(sockets=[sock])
+
+    asyncio.run(main())
+
+
+def zygote(addons: int) -> None:
+    """Builds the fleet once, forks one server per kind, prints them; stops them when stdin closes."""
+    snapshot = build_snapshot(addons)
     gc.collect()
-    median, size = _median_ms(lambda _: generate_latest(registry), scrapes)
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # the parsed listings, dropped: as in a long-running exporter
+    children = []
+    for server in SERVERS:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            try:
+                _serve(server, snapshot, write)
+            finally:
+                os._exit(0)
+        os.close(write)
+        port = int(os.read(read, 32))
+        os.close(read)
+        children.append(pid)
+        print(json.dumps({"server": server, "pid": pid, "port": port}), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+
+
+# -- the client ---------------------------------------------------------------------------------------------
+
+
+def _ms(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _scrape(http: httpx.AsyncClient, url: str) -> tuple[float, bytes] | None:
+    """One scrape: the time from sending the request to the last byte of the body, and the body as sent;
+    None when it failed."""
+    began = time.perf_counter()
+    try:
+        async with http.stream("GET", url) as response:
+            response.raise_for_status()
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            if response.headers.get("content-encoding") != "gzip" or not raw:
+                return None
+    except httpx.HTTPError:
+        return None
+    return time.perf_counter() - began, raw
+
+
+def _inflate_ms(raw: bytes) -> float:
+    """What inflating the body costs the client (median of 5), checking it is one whole gzip member."""
+    timings = []
+    for _ in range(5):
+        began = time.perf_counter()
+        reader = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        text = reader.decompress(raw)
+        timings.append(time.perf_counter() - began)
+        if not (reader.eof and text.startswith(b"# HELP") and not reader.unused_data):
+            raise RuntimeError("the body is not one complete gzip member of an exposition")
+    return statistics.median(timings) * 1000
+
+
+async def _run(url: str, pid: int, concurrency: int, seconds: float) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits, headers={"Accept-Encoding": "gzip"}) as http:
+        # The page rendered, the connection open (a warm run), and the body checked once.
+        # (A fresh server's first page of a large fleet takes a while: it is not a run's scrape.)
+        async with httpx.AsyncClient(timeout=120, headers={"Accept-Encoding": "gzip"}) as patient:
+            first = await _scrape(patient, url)
+        if first is None:
+            raise RuntimeError(f"{url} did not answer a gzip body")
+        await _scrape(http, url)
+        inflate_ms = _inflate_ms(first[1])
+        latencies: list[float] = []
+        failed = 0
+        rss: list[float] = []
+        _reset_peak(pid)
+        deadline = time.perf_counter() + seconds
+
+        async def scraper() -> None:
+            nonlocal failed
+            while time.perf_counter() < deadline:
+                scraped = await _scrape(http, url)
+                if scraped is None:
+                    failed += 1
+                else:
+                    latencies.append(scraped[0])
+
+        async def sampler() -> None:
+            while True:
+                rss.append(_status(pid, "VmRSS"))
+                await asyncio.sleep(0.05)
+
+        sampling = asyncio.create_task(sampler())
+        began = time.perf_counter()
+        await asyncio.gather(*(scraper() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+        sampling.cancel()
     return {
-        "rss_mb": _rss_bytes() / 2**20,
-        "peak_mb": _rss_bytes("VmHWM") / 2**20,
-        "median_ms": median,
-        "bytes": size,
+        "p50_ms": _ms(latencies, 0.5),
+        "p95_ms": _ms(latencies, 0.95),
+        "per_second": len(latencies) / elapsed,
+        "rss_mb": statistics.median(rss) if rss else _status(pid, "VmRSS"),
+        "peak_mb": _status(pid, "VmHWM"),
+        "failed": failed,
+        "scrapes": len(latencies),
+        "inflate_ms": inflate_ms,
     }
 
 
-def worker(addons: int, plain: bool, scrapes: int) -> dict[str, float]:
-    return _measure_plain(addons, scrapes) if plain else _measure_exporter(addons, scrapes)
+async def _cold(base: str) -> float:
+    timings = []
+    async with httpx.AsyncClient(timeout=TIMEOUT, headers={"Accept-Encoding": "gzip"}) as http:
+        for _ in range(COLD_SCRAPES):
+            (await http.post(f"{base}/bench/touch")).raise_for_status()
+            scraped = await _scrape(http, f"{base}/metrics")
+            if scraped is not None:
+                timings.append(scraped[0])
+    return statistics.median(timings) * 1000 if timings else float("nan")
 
 
-def _run_worker(addons: int, plain: bool, scrapes: int) -> dict[str, float]:
-    command = [sys.executable, __file__, "--worker", str(addons), "--scrapes", str(scrapes)]
-    if plain:
-        command.append("--plain")
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    result: dict[str, float] = json.loads(output)
+async def _status_page(base: str) -> float | None:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        if (await http.get(f"{base}/")).status_code != 200:
+            return None
+        timings = []
+        for _ in range(10):
+            began = time.perf_counter()
+            (await http.get(f"{base}/")).raise_for_status()
+            timings.append(time.perf_counter() - began)
+    return statistics.median(timings) * 1000
+
+
+def _combine(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Repeated runs of one configuration: the median of each figure, the highest peak, every failure."""
+    combined = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    combined["peak_mb"] = max(run["peak_mb"] for run in runs)
+    combined["failed"] = sum(run["failed"] for run in runs)
+    return combined
+
+
+def measure(addons: int, concurrency: list[int], seconds: float, repeat: int) -> dict[str, Any]:
+    zygote_process = subprocess.Popen(
+        [sys.executable, __file__, "--zygote", str(addons)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert zygote_process.stdin is not None
+    assert zygote_process.stdout is not None
+    result: dict[str, Any] = {"addons": addons, "servers": {}}
+    try:
+        servers = {
+            server["server"]: server
+            for server in (json.loads(zygote_process.stdout.readline()) for _ in SERVERS)
+        }
+        for name, server in servers.items():
+            result["servers"][name] = {"idle_rss_mb": _status(server["pid"], "VmRSS")}
+        # The scrape runs first (what the status page or the cold runs leave in memory is not theirs);
+        # before and after take turns, so that what else the machine does weighs on both alike.
+        for n in concurrency:
+            turns: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+            for attempt in range(repeat):
+                for name, server in servers.items():
+                    if name == "prometheus_client" and attempt > 0:
+                        continue  # seconds a scrape: once is enough to see it
+                    url = f"http://127.0.0.1:{server['port']}/metrics"
+                    turns[name].append(asyncio.run(_run(url, server["pid"], n, seconds)))
+            for name, runs in turns.items():
+                result["servers"][name][str(n)] = _combine(runs)
+        for name, server in servers.items():
+            if name == "prometheus_client":
+                continue
+            base = f"http://127.0.0.1:{server['port']}"
+            result["servers"][name]["cold_ms"] = asyncio.run(_cold(base))
+            status = asyncio.run(_status_page(base))
+            if status is not None:
+                result["servers"][name]["status_page_ms"] = status
+    finally:
+        zygote_process.stdin.close()
+        zygote_process.wait(timeout=60)
     return result
+
+
+def _print(result: dict[str, Any], concurrency: list[int]) -> None:
+    addons = result["addons"]
+    for name, runs in result["servers"].items():
+        cold = runs.get("cold_ms")
+        for n in concurrency:
+            run = runs[str(n)]
+            print(
+                f"{addons:>6} | {name:<17} | {f'{cold:.1f}' if cold is not None else '-':>7} | {n:>4} | "
+                f"{run['p50_ms']:>7.1f} | {run['p95_ms']:>7.1f} | {run['per_second']:>9.1f} | "
+                f"{run['rss_mb']:>6.0f} | {run['peak_mb']:>6.0f} | {run['failed']:>6} | "
+                f"{run['inflate_ms']:>7.1f}"
+            )
+    servers = result["servers"]
+    before, after = servers["before"], servers["after"]
+    for n in concurrency:
+        ratio = after[str(n)]["per_second"] / before[str(n)]["per_second"]
+        print(f"{addons:>6} | after/before, {n} scraper(s): {ratio:.1f}x the scrapes per second")
+    if "status_page_ms" in after:
+        print(f"status page (GET /) at {addons} addons: {after['status_page_ms']:.1f} ms (median of 10)")
 
 
 def main() -> None:
@@ -176,31 +443,34 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100,1000,5000")
-    parser.add_argument("--scrapes", type=int, default=30)
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--seconds", type=float, default=2.0, help="how long each run scrapes")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each exporter (medians printed)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--zygote", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.plain, args.scrapes)))
+    if args.zygote is not None:
+        zygote(args.zygote)
         return
-
+    concurrency = [int(n) for n in args.concurrency.split(",")]
     print(
-        f"{BACKUPS_PER_ADDON} retained backups per addon; median over {args.scrapes} scrapes (5000: fewer)."
+        f"{BACKUPS_PER_ADDON} retained backups per addon; each run scrapes for {args.seconds:g} s with gzip; "
+        f"medians of {args.repeat} runs (prometheus_client: 1)."
     )
-    columns = ("render ms", "exposition", "RSS MB", "peak MB")
-    header = f"{'addons':>7} | {'approach':<23} | " + " | ".join(f"{c:>10}" for c in columns)
+    header = (
+        f"{'addons':>6} | {'server':<17} | {'cold ms':>7} | {'conc':>4} | {'p50 ms':>7} | {'p95 ms':>7} | "
+        f"{'scrapes/s':>9} | {'RSS MB':>6} | {'peak':>6} | {'failed':>6} | {'inflate':>7}"
+    )
     print(header)
     print("-" * len(header))
+    results = []
     for addons in (int(size) for size in args.sizes.split(",")):
-        scrapes = args.scrapes if addons <= 1000 else max(5, args.scrapes // 6)
-        ours = _run_worker(addons, False, scrapes)
-        plain = _run_worker(addons, True, max(3, scrapes // 3))
-        for name, result in (("SnapshotRenderer", ours), ("Gauge + generate_latest", plain)):
-            print(
-                f"{addons:>7} | {name:<23} | {result['median_ms']:>10.1f} | "
-                f"{result['bytes'] / 2**20:>8.2f}MB | {result['rss_mb']:>10.1f} | {result['peak_mb']:>10.1f}"
-            )
-        print(f"{'':>7} | {'speed-up':<23} | {plain['median_ms'] / ours['median_ms']:>9.1f}x |")
+        result = measure(addons, concurrency, args.seconds, args.repeat)
+        _print(result, concurrency)
+        results.append(result)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1)
 
 
 if __name__ == "__main__":

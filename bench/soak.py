@@ -10,7 +10,7 @@ simulator through ``Simulator.transport()``: no sockets. Everything runs on a vi
 holds cost no wall time, and the simulator and the exporter share that clock.
 
 One cycle: maybe start or end a fault episode (seeded), one complete refresh pass
-(``Refresher.refresh_all``), /metrics rendered as the server renders it, then ``--interval`` virtual
+(:func:`complete_pass`), /metrics rendered as the server renders it, then ``--interval`` virtual
 seconds of quiet. Episodes last 1-4 cycles and are one of: an injected simulator fault of any kind the
 simulator knows (statuses 403/404/429/5xx with JSON, HTML or empty bodies and various Retry-After values;
 a hang, cut by the client's 10 s deadline in virtual time; a reset mid-body; invalid JSON; a wrong shape;
@@ -58,7 +58,9 @@ from pydantic import SecretStr
 from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.northflank import routes
+from exporter.northflank.errors import AuthError
 from exporter.poller import Refresher, WithoutMetrics
+from exporter.resources import ADDON_RESOURCES
 from exporter.simulator.app import IN_PROCESS_URL, Simulator
 from exporter.simulator.faults import FaultKind
 from exporter.virtual_time import VirtualClock, run_virtual
@@ -199,6 +201,24 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+async def complete_pass(refresher: Refresher) -> None:
+    """Every listing once, as a pass of tests.support.refresh_everything reads them: the projects first
+    (a refused token ends the pass there), each project's addons when discovery worked, then the rest."""
+    discovery = await refresher.refresh_projects()
+    if isinstance(discovery.error, AuthError):
+        return
+    if discovery.ok:
+        await asyncio.gather(*(refresher.refresh_project_addons(p) for p in refresher.store.current.projects))
+    await asyncio.gather(
+        refresher.refresh_destinations(),
+        *(
+            refresher.refresh_addon(key, resource)
+            for key in refresher.store.current.addons
+            for resource in ADDON_RESOURCES
+        ),
+    )
 
 
 class _Driven(WithoutMetrics):
@@ -402,7 +422,7 @@ async def soak(clock: VirtualClock, options: Options, logs: Counter[str]) -> Res
     quarter_mark: tracemalloc.Snapshot | None = None
     for cycle in range(1, options.cycles + 1):
         chaos.step()
-        await exporter.refresher.refresh_all()
+        await complete_pass(exporter.refresher)
         text = exporter.render_metrics()
         if TOKEN.encode() in text:
             raise AssertionError("the token is in /metrics")

@@ -9,21 +9,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from starlette.types import ASGIApp
 
 from exporter import __version__
 from exporter.apitoken import ApiToken, ReloadableToken
 from exporter.budget import BudgetCollector, RequestBudget
+from exporter.buildinfo import BuildInfo, current_build
 from exporter.clock import Clock
 from exporter.collector import SnapshotRenderer
 from exporter.config import Settings
 from exporter.exposition import render_registry
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.metrics import ApiMetrics
-from exporter.planner import Planner, PlannerSettings
-from exporter.poller import FixedIntervalScheduler, Refresher, RefreshScheduler
+from exporter.planner import Planner, PlanningLoop
+from exporter.poller import Refresher, RefreshScheduler
 from exporter.snapshot import SnapshotStore
+from exporter.state.codec import StateIdentity
+from exporter.state.metrics import StateSaverCollector
+from exporter.state.saver import StateSaver
+from exporter.state.store import StateStore
 from exporter.web.config import WebConfigError, log_web_config
 from exporter.web.connections import (
     ConnectionCollector,
@@ -33,9 +38,13 @@ from exporter.web.connections import (
     quiet_accept_errors,
 )
 from exporter.web.middleware import WebSecurityMiddleware
+from exporter.web.scrape_cache import ScrapeCache, ScrapeFailuresCollector, TrailerPart
 from exporter.web.server import bind_socket, create_app
 from exporter.web.serving import Server, UvicornConfig
+from exporter.web.status_view import ExporterStatus, StatusSource
 from exporter.web.tls import load_web_config, reload_tls
+from exporter.web.webhook import NoHints, WebhookCollector, WebhookReceiver
+from exporter.web.webhook_listener import WebhookListener
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +53,8 @@ SHUTDOWN_SECONDS = 5.0
 
 
 def make_scheduler(settings: Settings, *, budget: RequestBudget, clock: Clock) -> RefreshScheduler:
-    """The planner; or, with the deprecated --northflank.refresh-interval, a complete pass every interval."""
-    if settings.refresh_interval is not None:
-        log.warning(
-            "--northflank.refresh-interval is deprecated: reading everything every %gs instead of planning "
-            "refreshes within the request budget; remove the flag to let the exporter plan them",
-            settings.refresh_interval,
-        )
-        return FixedIntervalScheduler(settings.refresh_interval)
-    return Planner(
-        budget,
-        clock=clock,
-        settings=PlannerSettings(
-            max_staleness=settings.max_staleness,
-            discovery_interval=settings.discovery_interval,
-            schedules_interval=settings.schedules_interval,
-            restores_interval=settings.restores_interval,
-            concurrency=settings.concurrency,
-        ),
-    )
+    """The planner: every refresh planned within the request budget."""
+    return Planner.from_settings(settings, budget=budget, clock=clock)
 
 
 class Exporter:
@@ -77,7 +69,11 @@ class Exporter:
         token: ApiToken | None = None,
         api_url: str | None = None,
         scheduler: RefreshScheduler | None = None,
+        build: BuildInfo | None = None,
+        scrape_cache: bool = True,
     ) -> None:
+        """``scrape_cache=False``: /metrics renders and compresses at every scrape, as before the scrape
+        cache (for bench/scrape.py's comparison)."""
         self.settings = settings
         self.registry = CollectorRegistry(auto_describe=False)
         self.store = SnapshotStore()
@@ -86,6 +82,7 @@ class Exporter:
         if resolved_token is None:
             raise ValueError("an API token is required")
         self._token = resolved_token
+        self.api_metrics = ApiMetrics(self.registry)
         # Every request, retries and pages included, passes the budget: whatever the scheduler.
         self.budget = RequestBudget(
             clock=clock, budget=settings.request_budget, reserve=settings.rate_limit_reserve
@@ -96,7 +93,7 @@ class Exporter:
             token=resolved_token,
             transport=transport,
             clock=clock,
-            metrics=ApiMetrics(self.registry),
+            metrics=self.api_metrics,
             gate=self.budget,
             timeout=settings.request_timeout,
         )
@@ -113,7 +110,39 @@ class Exporter:
         scheduler_metrics = self.scheduler.collector(lambda: self.store.current)
         if scheduler_metrics is not None:
             self.registry.register(scheduler_metrics)
-        self.renderer = SnapshotRenderer(schedule_grace_seconds=settings.schedule_grace, version=__version__)
+        #: --storage.path: the previous process's state, restored before anything is served or read.
+        self.state_saver: StateSaver | None = None
+        if settings.storage_path is not None:
+            self.state_saver = StateSaver(
+                StateStore(settings.storage_path),
+                StateIdentity(api_url or settings.api_url, resolved_token),
+                snapshots=self.store,
+                budget=self.budget,
+                planner=self.scheduler,
+                clock=clock,
+            )
+            self.state_saver.load()
+            self.registry.register(StateSaverCollector(self.state_saver))
+        build = build or current_build()
+        self.renderer = SnapshotRenderer(
+            schedule_grace_seconds=settings.schedule_grace,
+            version=build.version,
+            revision=build.revision,
+            python_version=build.python_version,
+        )
+        #: /metrics: rendered once per snapshot (and scrape-time second) for every concurrent scraper.
+        self.scrapes = ScrapeCache(
+            self.renderer,
+            snapshot=lambda: self.store.current,
+            clock=clock,
+            trailer=(
+                TrailerPart("instruments", lambda: render_registry(self.registry)),
+                # Thousands of samples in a large fleet, and due times that change only as reads end.
+                TrailerPart("scheduler", self.scheduler.render_extra, per_second=True),
+            ),
+        )
+        # process_* (CPU, memory, descriptors, start time), as every Prometheus client library exposes.
+        ProcessCollector(registry=self.registry)
         # --web.config.file: TLS for uvicorn, basic auth/headers/rate limit for the app (checked at start).
         self.web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
         if self.web_config is not None:
@@ -122,10 +151,17 @@ class Exporter:
         self._started_web_config = self.web_config
         routes = create_app(
             render_metrics=self.render_metrics,
+            scrapes=self.scrapes if scrape_cache else None,
             snapshot=lambda: self.store.current,
             telemetry_path=settings.telemetry_path,
             version=__version__,
             demo=settings.demo,
+            status=StatusSource(
+                snapshot=lambda: self.store.current,
+                now=clock.now,
+                exporter=self.exporter_status,
+                schedule_grace_seconds=settings.schedule_grace,
+            ),
         )
         # Basic auth, headers and rate limit wrap the whole app here, where SIGHUP can swap them.
         self.security = WebSecurityMiddleware(routes, self.web_config) if self.web_config else None
@@ -138,6 +174,7 @@ class Exporter:
             log.warning("%s", lowered)
         self.connections = ConnectionGuard(max_connections)
         self.registry.register(ConnectionCollector(self.connections))
+        self.registry.register(ScrapeFailuresCollector(self.scrapes))
         self._server = Server(
             UvicornConfig(
                 self.app,
@@ -157,14 +194,31 @@ class Exporter:
         )
         self.started = asyncio.Event()
         self.bound_port = 0
+        #: --webhook.listen-address: Northflank's notifications, on a listener of their own.
+        self.webhook: WebhookReceiver | None = None
+        self.webhook_listener: WebhookListener | None = None
+        if settings.webhook_listen_address is not None and settings.webhook_secret is not None:
+            hints = self.scheduler if isinstance(self.scheduler, PlanningLoop) else NoHints()
+            self.webhook = WebhookReceiver(settings.webhook_secret, hints, clock=clock)
+            self.registry.register(WebhookCollector(self.webhook))
+            self.webhook_listener = WebhookListener(
+                self.webhook,
+                settings.webhook_listen_address,
+                connections=self.connections,
+                read_timeout=settings.read_timeout,
+                idle_timeout=settings.idle_timeout,
+            )
 
     def reload(self) -> None:
-        """SIGHUP: read the token file and the web config again. The snapshot, the poller and the open
-        connections carry on; a web config that fails to load leaves the one in use, with one error line."""
-        log.info("SIGHUP: reading the token file and the web config again")
+        """SIGHUP: read the token file, the web config and the webhook secret file again. The snapshot, the
+        poller and the open connections carry on; a web config or a webhook secret that fails to load
+        leaves the one in use, with one error line."""
+        log.info("SIGHUP: reading the token file, the web config and the webhook secret file again")
         try:
             if isinstance(self._token, ReloadableToken):
                 self._token.reload()  # logs a rotation or a problem itself, never the token
+            if self.webhook is not None:
+                self.webhook.reload_secret()  # likewise, never the secret
             if self.settings.web_config_file is not None:
                 self._reload_web_config(self.settings.web_config_file)
         except Exception as error:  # a signal handler must not end the process; the data is still good
@@ -187,6 +241,24 @@ class Exporter:
         if note is not None:
             log.warning("--web.config.file %s: %s", path, note)
 
+    def exporter_status(self, now: float) -> ExporterStatus:
+        """The exporter's own health for the top of the status page."""
+        limited = sum(
+            sample.value
+            for metric in self.api_metrics.requests.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels.get("code") == "429"
+        )
+        return ExporterStatus(
+            api_up=self.store.current.api_up if self.store.current.up is not None else None,
+            requests_last_hour=self.budget.spent(now),
+            request_budget=self.budget.limit,
+            rate_limited_responses=int(limited),
+            deferred_seconds=self.budget.deferred_seconds(now),
+            demo=self.settings.demo,
+            version=__version__,
+        )
+
     def render_metrics(self) -> bytes:
         """The snapshot's families, then the exporter's own instruments (API requests, errors...) and
         what the scheduler renders itself (the planner: when each resource is next read)."""
@@ -201,7 +273,18 @@ class Exporter:
                 trailer += part()
             except Exception as error:
                 self.renderer.errors.count(family, error)
-        return self.renderer.render(self.store.current, self._clock.now(), trailer=trailer)
+        with self.scrapes.render_lock:  # the scrape cache may be rendering in a thread
+            return self.renderer.render(self.store.current, self._clock.now(), trailer=trailer)
+
+    @staticmethod
+    async def _save_at_shutdown(saving: asyncio.Task[None], saver: StateSaver) -> None:
+        """The last save, once the poller has stopped (nothing changes the state any more)."""
+        saving.cancel()
+        await asyncio.gather(saving, return_exceptions=True)
+        try:
+            await asyncio.wait_for(saver.save(), SHUTDOWN_SECONDS)
+        except Exception as error:  # shutting down: the previous save stays on disk
+            log.error("--storage.path: saving the state at shutdown failed (%s)", type(error).__name__)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve and poll until ``stop`` is set. Raises OSError if the listen address cannot be bound."""
@@ -211,9 +294,16 @@ class Exporter:
             tls=self.web_config is not None and self.web_config.tls is not None,
         )
         self.bound_port = sock.getsockname()[1]
+        if self.webhook_listener is not None:
+            try:
+                self.webhook_listener.start()
+            except OSError:
+                sock.close()
+                raise
         loud_accept_errors = quiet_accept_errors(asyncio.get_running_loop())
         serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="web")
         polling = asyncio.create_task(self.scheduler.run(self.refresher, stop), name="poller")
+        saving = asyncio.create_task(self.state_saver.run(stop), name="state") if self.state_saver else None
         log.info("listening on %s, metrics at %s", self.settings.listen_address, self.settings.telemetry_path)
         self.started.set()
         try:
@@ -226,6 +316,10 @@ class Exporter:
                 await asyncio.wait_for(
                     asyncio.gather(serving, polling, return_exceptions=True), SHUTDOWN_SECONDS
                 )
+            if saving is not None and self.state_saver is not None:
+                await self._save_at_shutdown(saving, self.state_saver)
             sock.close()
+            if self.webhook_listener is not None:
+                await self.webhook_listener.stop(SHUTDOWN_SECONDS)
             loud_accept_errors()
             await self.client.aclose()

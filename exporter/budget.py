@@ -51,6 +51,7 @@ from exporter.clock import Clock
 from exporter.exposition import Family
 from exporter.metrics import API_REQUEST_BUDGET, API_REQUESTS_LAST_HOUR, REFRESH_DEFERRED
 from exporter.northflank.client import RateLimitStatus
+from exporter.state.records import BudgetState
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,35 @@ class RequestBudget:
         sent, cutoff = self._sent, now - self._window
         while sent and sent[0] <= cutoff:
             sent.popleft()
+
+    # -- across a restart (--storage.path) ------------------------------------------------------------
+
+    def export_state(self) -> BudgetState:
+        """The sliding log and the rate-limit state, for the next process to go on counting from."""
+        return BudgetState(
+            sent=tuple(self._sent),
+            rate_limit=self._status,
+            blocked_until=self._blocked_until if math.isfinite(self._blocked_until) else None,
+            announced=self._announced,
+        )
+
+    def restore_state(self, state: BudgetState) -> None:
+        """Count the previous process's requests against the rolling hour (a restart must not buy a
+        fresh budget), and keep its holds. A time after ``now`` cannot be a request already sent (the
+        clock went back): it counts as sent now, so the window still holds it for a whole hour."""
+        now = self._clock.now()
+        cutoff = now - self._window
+        restored = sorted(min(at, now) for at in state.sent if at > cutoff)
+        self._sent = deque(sorted([*restored, *self._sent]))
+        if state.rate_limit is not None and self._status is None:
+            status = state.rate_limit
+            # No saved header may hold requests longer than a window from when it was seen.
+            reset_at = min(status.reset_at, status.observed_at + self._window)
+            self._status = RateLimitStatus(status.limit, status.remaining, reset_at, status.observed_at)
+        if state.blocked_until is not None:
+            self._blocked_until = max(self._blocked_until, min(state.blocked_until, now + self._window))
+        if state.announced is not None and self._announced is None:
+            self._announced = _plausible(state.announced)
 
 
 def _plausible(limit: int) -> int:

@@ -20,15 +20,19 @@ async def check_config(
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None = None,
     out: TextIO = sys.stdout,
+    err: TextIO | None = None,
 ) -> int:
-    """One request (the project listing) with the configured token: 0 if it works, 1 if not."""
+    """One request (the project listing) with the configured token: 0 if it works, 1 if not. The
+    verdict goes to ``out`` when the check passed, to ``err`` when it failed (where a script's
+    ``2>`` and a terminal's error colouring expect a failure)."""
+    err = err or sys.stderr  # looked up now: whatever sys.stderr is when the check runs
     if settings.demo:
         print("configuration OK (demo mode: no Northflank API is used)", file=out)
         return 0
     token: ApiToken | None = settings.token
     if token is None:
         # load_settings refuses this outside demo mode; Settings built another way may not.
-        print("configuration check failed: no API token is configured", file=out)
+        print("configuration check failed: no API token is configured", file=err)
         return 1
     async with NorthflankClient(
         base_url=settings.api_url,
@@ -41,7 +45,7 @@ async def check_config(
         try:
             projects = await client.list_projects(team=settings.teams[0] if settings.teams else None)
         except NorthflankError as error:
-            print(f"configuration check failed: {error} ({error.reason})", file=out)
+            print(f"configuration check failed: {error} ({error.reason})", file=err)
             return 1
         limit = client.rate_limit
     budget = f"; rate limit: {limit.remaining} of {limit.limit} requests left" if limit else ""

@@ -19,6 +19,12 @@ log = logging.getLogger("exporter")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["check"]:
+        # A subcommand, not a flag: the exporter's flags follow it and mean the same.
+        from exporter.status_check import main as check_main
+
+        return check_main(args[1:])
     try:
         settings = load_settings(argv, os.environ)
     except ConfigError as error:

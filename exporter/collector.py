@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from exporter import metrics
+from exporter.account_lines import account_refreshes_lines, destination_lines
 from exporter.exposition import Family, RenderError, RenderErrors, format_value, label_set, sample
 from exporter.metrics import (
     ADDON_INFO,
@@ -22,10 +24,7 @@ from exporter.metrics import (
     BACKUPS_BY_STATUS,
     BUILD_INFO,
     COVERAGE_RATIO,
-    DESTINATION_BACKUPS,
     DESTINATION_INFO,
-    DESTINATION_LAST,
-    DESTINATION_SIZE,
     LAST_REFRESH,
     RENDER_ERRORS,
     RESOURCE_UP,
@@ -43,12 +42,11 @@ from exporter.metrics import (
     UP,
 )
 from exporter.northflank.models import BackupStatus
-from exporter.resources import ADDON_RESOURCES, RESOURCES, Resource
+from exporter.resources import ADDON_RESOURCES, RESOURCES
 from exporter.schedule import judge_runs, judged_from, lookback_seconds
 from exporter.snapshot import (
     AddonSnapshot,
     BackupSummary,
-    DestinationSnapshot,
     ScheduleSummary,
     Snapshot,
 )
@@ -87,6 +85,41 @@ STATIC_FAMILIES: tuple[Family, ...] = (
     LAST_REFRESH,
 )
 _STATIC_INDEX = {family.name: i for i, family in enumerate(STATIC_FAMILIES)}
+
+#: The families whose samples depend on the scrape time (an age, a schedule's runs and misses).
+TIMED_FAMILIES: frozenset[str] = frozenset(
+    family.name
+    for family in (
+        BACKUP_AGE,
+        SCHEDULE_NEXT,
+        SCHEDULE_PREVIOUS,
+        SCHEDULE_MISSED,
+        SCHEDULE_MISSED_RUNS,
+        SCHEDULE_LAST_MISSED,
+    )
+)
+
+
+def _runs() -> tuple[tuple[tuple[Family, ...], ...], tuple[tuple[Family, ...], ...]]:
+    """FAMILIES cut into alternating runs: fixed, timed, fixed, ..., fixed (the first and last may be
+    empty), so that a page is its fixed runs with the timed ones between them."""
+    fixed: list[list[Family]] = [[]]
+    timed: list[list[Family]] = []
+    for family in FAMILIES:
+        if family.name in TIMED_FAMILIES:
+            if len(timed) < len(fixed):
+                timed.append([])
+            timed[-1].append(family)
+        else:
+            if len(fixed) == len(timed):
+                fixed.append([])
+            fixed[-1].append(family)
+    if len(fixed) == len(timed):
+        fixed.append([])
+    return tuple(map(tuple, fixed)), tuple(map(tuple, timed))
+
+
+_FIXED_RUNS, TIMED_RUNS = _runs()
 
 
 class _ScheduleLines:
@@ -232,33 +265,54 @@ class _AddonLines:
 class SnapshotRenderer:
     """Renders snapshots to the text format, reusing what it rendered for unchanged addons."""
 
-    def __init__(self, *, schedule_grace_seconds: float, version: str) -> None:
+    def __init__(
+        self,
+        *,
+        schedule_grace_seconds: float,
+        version: str,
+        revision: str = "unknown",
+        python_version: str = "unknown",
+    ) -> None:
         self._grace = schedule_grace_seconds
-        self._version = version
+        self._build = label_set(BUILD_INFO.labels, (version, revision, python_version))
         self._cache: dict[int, _AddonLines] = {}
         self.errors = RenderErrors(RENDER_ERRORS)
 
     def render(self, snapshot: Snapshot, now: float, trailer: bytes = b"") -> bytes:
         """The exposition of ``snapshot`` at scrape time ``now``, followed by ``trailer``."""
-        lines: Lines = {family.name: [] for family in FAMILIES if family.name not in _STATIC_INDEX}
+        page = self.page(snapshot)
+        timed = page.timed(now)
+        for family, error, n in (*page.errors, *timed.errors):
+            self.errors.count(family, error, n)
+        # One join for the whole body: a large fleet's exposition is megabytes, and every intermediate
+        # copy of it costs as much as the rest of the scrape.
+        parts = [
+            piece
+            for run, between in zip(page.fixed, (*timed.parts, b""), strict=True)
+            for piece in (*run, between)
+        ]
+        parts.append(self.errors.render((family.name for family in FAMILIES), now).encode())
+        parts.append(trailer)
+        return b"".join(parts)
+
+    def page(self, snapshot: Snapshot) -> SnapshotPage:
+        """What ``snapshot`` renders to whatever the scrape time (see :class:`SnapshotPage`). Not for two
+        threads at once: it updates the renderer's reuse of unchanged addons."""
+        errors = _Left()
+        lines: Lines = {
+            family.name: [] for run in _FIXED_RUNS for family in run if family.name not in _STATIC_INDEX
+        }
         lines[UP.name].append(sample(UP.name, "", 1 if snapshot.api_up else 0))
         lines[RESOURCE_UP.name].extend(
             sample(RESOURCE_UP.name, f'resource="{r}"', 1 if snapshot.resource_up(r) else 0)
             for r in RESOURCES
         )
-        lines[BUILD_INFO.name].append(sample(BUILD_INFO.name, label_set(("version",), (self._version,)), 1))
+        lines[BUILD_INFO.name].append(sample(BUILD_INFO.name, self._build, 1))
 
         cache: dict[int, _AddonLines] = {}
         rows: list[tuple[bytes, ...]] = []
-        age, next_run, previous_run, missed = (
-            lines[BACKUP_AGE.name],
-            lines[SCHEDULE_NEXT.name],
-            lines[SCHEDULE_PREVIOUS.name],
-            lines[SCHEDULE_MISSED.name],
-        )
-        missed_runs, last_missed = lines[SCHEDULE_MISSED_RUNS.name], lines[SCHEDULE_LAST_MISSED.name]
+        addons: list[_AddonLines] = []
         coverage: dict[str, list[int]] = {}
-        errors = self.errors
         for addon in sorted(snapshot.addons.values(), key=lambda a: a.key):
             rendered = self._cache.get(id(addon))
             if rendered is None or rendered.addon is not addon:
@@ -269,28 +323,9 @@ class SnapshotRenderer:
                     continue
             cache[id(addon)] = rendered
             rows.append(rendered.static)
+            addons.append(rendered)
             for family_name, failure in rendered.errors:
                 errors.count(family_name, failure)
-
-            backups = addon.backups.value if addon.backups is not None else None
-            try:
-                if backups is not None and backups.last_completed_at is not None:
-                    age.append(f"{rendered.age}{format_value(max(0.0, now - backups.last_completed_at))}\n")
-            except Exception as error:
-                errors.count(BACKUP_AGE.name, error)
-            for schedule_lines in rendered.schedules:
-                try:
-                    upcoming, latest, was_missed, recent_misses, last_miss = schedule_lines.lines(
-                        now, self._grace
-                    )
-                except Exception as error:  # this schedule's scrape-time series, not the page
-                    errors.count(SCHEDULE_NEXT.name, error)
-                    continue
-                next_run.append(upcoming)
-                previous_run.append(latest)
-                missed.append(was_missed)
-                missed_runs.append(recent_misses)
-                last_missed.append(last_miss)
             if addon.schedules is not None:
                 tally = coverage.setdefault(addon.project_id, [0, 0])
                 tally[0] += 1 if addon.schedules.value else 0
@@ -306,87 +341,123 @@ class SnapshotRenderer:
                 errors.count(COVERAGE_RATIO.name, error)
         _destinations(snapshot, lines, errors)
         try:
-            account_refreshes = _account_refreshes(snapshot)
+            account_refreshes = account_refreshes_lines(snapshot)
         except Exception as error:
             errors.count(LAST_REFRESH.name, error)
             account_refreshes = b""
 
-        # One join for the whole body: a large fleet's exposition is megabytes, and every intermediate
-        # copy of it costs as much as the rest of the scrape.
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in STATIC_FAMILIES]
-        parts: list[bytes] = []
-        for family in FAMILIES:
-            index = _STATIC_INDEX.get(family.name)
-            if index is None:
-                text = "".join(lines[family.name])
+        fixed: list[tuple[bytes, ...]] = []
+        for run in _FIXED_RUNS:
+            parts: list[bytes] = []
+            for family in run:
+                index = _STATIC_INDEX.get(family.name)
+                if index is None:
+                    _append_family(parts, family, lines[family.name], errors)
+                    continue
+                column = columns[index]
+                extra = account_refreshes if family is LAST_REFRESH else b""
+                if extra or any(column):
+                    parts.append(family.header.encode())
+                    parts.extend(column)
+                    parts.append(extra)
+            fixed.append(tuple(parts))
+        return SnapshotPage(tuple(fixed), tuple(errors.entries), tuple(addons), self._grace)
+
+
+#: A series left out: its family, why, and how many samples.
+LeftOut = tuple[str, Exception, int]
+
+
+class _Left:
+    """Collects what a render leaves out, to be counted (RenderErrors) by whoever serves the render."""
+
+    def __init__(self) -> None:
+        self.entries: list[LeftOut] = []
+
+    def count(self, family: str, error: Exception, n: int = 1) -> None:
+        self.entries.append((family, error, n))
+
+
+def _append_family(parts: list[bytes], family: Family, lines: list[str], errors: _Left) -> None:
+    text = "".join(lines)
+    try:
+        if text:
+            parts += (family.header.encode(), text.encode())
+    except UnicodeEncodeError as error:  # what escaping missed: this family, not the page
+        errors.count(family.name, error, len(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class TimedParts:
+    """The families of a page that depend on the scrape time, one byte string per slot of the page."""
+
+    parts: tuple[bytes, ...]
+    errors: tuple[LeftOut, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SnapshotPage:
+    """A snapshot's exposition split by what it depends on. ``fixed`` is the same at every scrape time: runs
+    of byte strings (each addon's lines are the renderer's own, shared, not copied); between the runs go
+    the families computed from the scrape time (ages, a schedule's runs), rendered by :meth:`timed`:
+    ``fixed[0] + timed.parts[0] + fixed[1] + ... + fixed[-1]``, joined, is the snapshot's part of
+    ``SnapshotRenderer.render`` (before the render errors counter). ``errors``: the series left out
+    whatever the time, to be counted at every scrape served from the page."""
+
+    fixed: tuple[tuple[bytes, ...], ...]
+    errors: tuple[LeftOut, ...]
+    addons: tuple[_AddonLines, ...]
+    grace: float
+
+    def timed(self, now: float) -> TimedParts:
+        """The scrape-time families at ``now``. Not for two threads at once: a schedule keeps its lines
+        between the scrapes that share them."""
+        errors = _Left()
+        lines: Lines = {family.name: [] for run in TIMED_RUNS for family in run}
+        age, next_run, previous_run, missed = (
+            lines[BACKUP_AGE.name],
+            lines[SCHEDULE_NEXT.name],
+            lines[SCHEDULE_PREVIOUS.name],
+            lines[SCHEDULE_MISSED.name],
+        )
+        missed_runs, last_missed = lines[SCHEDULE_MISSED_RUNS.name], lines[SCHEDULE_LAST_MISSED.name]
+        for rendered in self.addons:
+            addon = rendered.addon
+            backups = addon.backups.value if addon.backups is not None else None
+            try:
+                if backups is not None and backups.last_completed_at is not None:
+                    age.append(f"{rendered.age}{format_value(max(0.0, now - backups.last_completed_at))}\n")
+            except Exception as error:
+                errors.count(BACKUP_AGE.name, error)
+            for schedule_lines in rendered.schedules:
                 try:
-                    if text:
-                        parts += (family.header.encode(), text.encode())
-                except UnicodeEncodeError as error:  # what escaping missed: this family, not the page
-                    errors.count(family.name, error, len(lines[family.name]))
-                continue
-            column = columns[index]
-            extra = account_refreshes if family is LAST_REFRESH else b""
-            if extra or any(column):
-                parts.append(family.header.encode())
-                parts.extend(column)
-                parts.append(extra)
-        parts.append(errors.render((family.name for family in FAMILIES), now).encode())
-        parts.append(trailer)
-        return b"".join(parts)
+                    upcoming, latest, was_missed, recent_misses, last_miss = schedule_lines.lines(
+                        now, self.grace
+                    )
+                except Exception as error:  # this schedule's scrape-time series, not the page
+                    errors.count(SCHEDULE_NEXT.name, error)
+                    continue
+                next_run.append(upcoming)
+                previous_run.append(latest)
+                missed.append(was_missed)
+                missed_runs.append(recent_misses)
+                last_missed.append(last_miss)
+        parts: list[bytes] = []
+        for run in TIMED_RUNS:
+            run_parts: list[bytes] = []
+            for family in run:
+                _append_family(run_parts, family, lines[family.name], errors)
+            parts.append(b"".join(run_parts))
+        return TimedParts(tuple(parts), tuple(errors.entries))
 
 
-def _destinations(snapshot: Snapshot, lines: Lines, errors: RenderErrors) -> None:
+def _destinations(snapshot: Snapshot, lines: Lines, errors: _Left) -> None:
     for destination in sorted(snapshot.destinations.values(), key=lambda d: d.id):
         try:
-            rendered = _destination_lines(destination)
+            rendered = destination_lines(destination)
         except Exception as error:  # one destination, never the whole page
             errors.count(DESTINATION_INFO.name, error)
             continue
         for name, added in rendered.items():
             lines[name].extend(added)
-
-
-def _destination_lines(destination: DestinationSnapshot) -> Lines:
-    """A destination's samples by family: all of them, or (raising) none."""
-    out: Lines = {}
-
-    def add(family: Family, family_labels: str, value: float) -> None:
-        out.setdefault(family.name, []).append(sample(family.name, family_labels, value))
-
-    labels = label_set(("destination",), (destination.id,))
-    name = label_set(("destination_name",), (destination.name,))
-    add(DESTINATION_INFO, f"{labels},{name}", 1)
-    if destination.backups is None:
-        return out
-    summary = destination.backups.value
-    for status in STATUSES:
-        add(DESTINATION_BACKUPS, f'{labels},status="{status.value}"', summary.counts.get(status, 0))
-    add(DESTINATION_SIZE, labels, summary.completed_size_bytes)
-    for (project, addon), at in sorted(summary.last_completed_at.items()):
-        add(DESTINATION_LAST, f"{labels},{label_set(('project', 'addon'), (project, addon))}", at)
-    return out
-
-
-def _account_labels(resource: Resource) -> str:
-    """The labels of an account-wide resource's refresh time: no project, no addon."""
-    return f'project="",addon="",resource="{resource}"'
-
-
-def _account_refreshes(snapshot: Snapshot) -> bytes:
-    out: list[str] = []
-    if snapshot.projects_at is not None:
-        out.append(sample(LAST_REFRESH.name, _account_labels(Resource.PROJECTS), snapshot.projects_at))
-    for project in sorted(snapshot.projects.values(), key=lambda p: p.id):
-        if project.addons_at is not None:
-            labels = label_set(("project", "addon", "resource"), (project.id, "", Resource.ADDONS))
-            out.append(sample(LAST_REFRESH.name, labels, project.addons_at))
-    if snapshot.destinations_at is not None:
-        out.append(
-            sample(LAST_REFRESH.name, _account_labels(Resource.BACKUP_DESTINATIONS), snapshot.destinations_at)
-        )
-    times = [d.backups.at for d in snapshot.destinations.values() if d.backups is not None]
-    if times and len(times) == len(snapshot.destinations):
-        # The least recent of them: every destination's listing is at least this fresh.
-        out.append(sample(LAST_REFRESH.name, _account_labels(Resource.DESTINATION_BACKUPS), min(times)))
-    return "".join(out).encode()

@@ -1,8 +1,9 @@
 """Command-line flags and environment variables -> one typed, validated ``Settings``.
 
-Flags are named the way Go exporters name them (``--web.listen-address``, ``--log.level``); the API
-host and token come from the same environment variables as Northflank's own SDK. Invalid input raises
-``ConfigError`` with one clear sentence; nothing here touches the network.
+Flags are named the way Go exporters name them (``--web.listen-address``, ``--log.level``) and declared,
+with their help, in :mod:`exporter.flags`; the API host and token come from the same environment
+variables as Northflank's own SDK. Invalid input raises ``ConfigError`` with one clear sentence; nothing
+here touches the network.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from exporter import __version__, defaults
+from exporter import defaults
 from exporter.apitoken import ApiToken, TokenError, TokenFile, check_token
 from exporter.durations import parse_duration
+from exporter.flags import (
+    DEFAULT_API_URL,
+    DEFAULT_LISTEN_ADDRESS,
+    HOST_VARIABLES,
+    TOKEN_VARIABLES,
+    build_parser,
+)
+from exporter.state.store import StorageError, check_directory
 from exporter.web.config import WebConfigError
 from exporter.web.tls import load_web_config
-
-DEFAULT_API_URL = defaults.API_URL
-DEFAULT_LISTEN_ADDRESS = defaults.LISTEN_ADDRESS
-TOKEN_VARIABLES = ("NF_API_TOKEN", "NORTHFLANK_API_TOKEN")
-HOST_VARIABLES = ("NF_API_HOST", "NF_HOST")
-LOG_LEVELS = ("debug", "info", "warn", "error")
-LOG_FORMATS = ("logfmt", "json")
+from exporter.web.webhook import WebhookSecret, WebhookSecretError
 
 
 class ConfigError(ValueError):
@@ -62,8 +65,6 @@ class Settings:
     #: A ``SecretStr`` (variable or flag), or a ``TokenFile`` that follows the file through rotations.
     token: ApiToken | None = None
     teams: tuple[str, ...] = ()
-    #: DEPRECATED --northflank.refresh-interval: when set, a complete pass every interval (no planner).
-    refresh_interval: float | None = None
     #: Requests per rolling hour; None: half the x-ratelimit-limit the API announces (500 until then).
     request_budget: int | None = None
     #: Below this share of the account's rate limit left, only essential refreshes go out.
@@ -89,180 +90,12 @@ class Settings:
     config_check: bool = False
     #: Warnings about the configuration, logged once logging is set up.
     warnings: tuple[str, ...] = ()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="northflank-backup-exporter",
-        description="Prometheus exporter for the backups of Northflank database addons.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add = parser.add_argument
-    add(
-        "--web.listen-address",
-        dest="listen_address",
-        default=DEFAULT_LISTEN_ADDRESS,
-        help="Address on which to expose metrics and the web interface.",
-    )
-    add(
-        "--web.telemetry-path",
-        dest="telemetry_path",
-        default=defaults.TELEMETRY_PATH,
-        help="Path under which to expose metrics.",
-    )
-    add(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=LOG_LEVELS,
-        help="Only log messages with the given severity or above.",
-    )
-    add(
-        "--log.format",
-        dest="log_format",
-        default="logfmt",
-        choices=LOG_FORMATS,
-        help="Output format of log messages.",
-    )
-    add(
-        "--northflank.api-url",
-        dest="api_url",
-        default=None,
-        help=f"Northflank API base URL. Env: {', '.join(HOST_VARIABLES)}. Default: {DEFAULT_API_URL}.",
-    )
-    add(
-        "--northflank.token-file",
-        dest="token_file",
-        default=None,
-        help="File holding the API token (Docker/Kubernetes secrets); read again when it changes, after a "
-        f"401 and on SIGHUP, so a rotated Secret needs no restart. Else env {' or '.join(TOKEN_VARIABLES)}.",
-    )
-    add(
-        "--northflank.team",
-        dest="teams",
-        action="append",
-        default=[],
-        metavar="TEAM_ID",
-        help="Team id for an organisation-scoped token (/v1/teams/{teamId}/...). Repeatable.",
-    )
-    add(
-        "--northflank.request-budget",
-        dest="request_budget",
-        default="auto",
-        help="API requests the exporter may send in any rolling hour (every page and retry counts). "
-        "auto: half the limit the API announces in x-ratelimit-limit (500 of the default 1000).",
-    )
-    add(
-        "--northflank.rate-limit-reserve",
-        dest="rate_limit_reserve",
-        type=float,
-        default=defaults.RATE_LIMIT_RESERVE,
-        help="When the account's remaining requests (x-ratelimit-remaining) fall below this share of its "
-        "limit, only essential refreshes (scheduled runs, backups in progress) go out until the window "
-        "resets: the rest of the account (CI/CD, people) keeps what is left.",
-    )
-    add(
-        "--northflank.max-staleness",
-        dest="max_staleness",
-        default="auto",
-        help="The longest an addon's backups may go unread, whatever its schedules say (manual backups "
-        "are seen this way). auto: as often as the floor's share of the budget allows, at most hourly.",
-    )
-    add(
-        "--northflank.discovery-interval",
-        dest="discovery_interval",
-        default="30m",
-        help="How often to list projects, addons and backup destinations (stretched when the fleet is too "
-        "big for the budget).",
-    )
-    add(
-        "--northflank.schedules-interval",
-        dest="schedules_interval",
-        default="1h",
-        help="How often to re-read each addon's backup schedules (stretched like discovery).",
-    )
-    add(
-        "--northflank.restores-interval",
-        dest="restores_interval",
-        default="1h",
-        help="How often to re-read each addon's restores (stretched like discovery).",
-    )
-    add(
-        "--northflank.refresh-interval",
-        dest="refresh_interval",
-        default=None,
-        help="DEPRECATED: read everything every interval instead of planning refreshes within the request "
-        "budget. Unset by default; remove it to use the planner.",
-    )
-    add(
-        "--northflank.timeout",
-        dest="request_timeout",
-        default="10s",
-        help="Deadline for one API request (connect, headers and body).",
-    )
-    add(
-        "--northflank.concurrency",
-        dest="concurrency",
-        type=int,
-        default=defaults.CONCURRENCY,
-        help="API requests in flight at most.",
-    )
-    add(
-        "--backup.schedule-grace",
-        dest="schedule_grace",
-        default="2h",
-        help="How long after a scheduled run a backup may start before the run counts as missed.",
-    )
-    add(
-        "--web.max-connections",
-        dest="max_connections",
-        type=int,
-        default=defaults.MAX_CONNECTIONS,
-        help="HTTP connections open at once, at most; beyond it a connection gets a 503 and is closed. "
-        "Lowered at start to leave descriptors below the open files limit (ulimit -n) for the API client.",
-    )
-    add(
-        "--web.read-timeout",
-        dest="read_timeout",
-        default="10s",
-        help="Time a client has to send a complete request (head and any body), from connecting or, on a "
-        "kept-alive connection, from its first byte; then the connection is closed.",
-    )
-    add(
-        "--web.idle-timeout",
-        dest="idle_timeout",
-        default="1m",
-        help="How long a kept-alive connection may wait for its next request before it is closed "
-        "(whole seconds).",
-    )
-    add(
-        "--web.config.file",
-        dest="web_config_file",
-        default="",
-        help="Path to a configuration file that can enable TLS, basic auth and response headers "
-        "(the exporter-toolkit web config format, as `promtool check web-config` checks it).",
-    )
-    add(
-        "--northflank.token",
-        dest="token_flag",
-        default=None,
-        help="The API token itself. Discouraged: the command line is visible to every user of the machine "
-        "(ps, /proc); use --northflank.token-file or NF_API_TOKEN.",
-    )
-    add(
-        "--config.check",
-        dest="config_check",
-        action="store_true",
-        help="Check the flags, the token and the connection to the API (one request), say what was found, "
-        "and exit: 0 when the exporter would work, 1 when the API refuses or cannot be reached.",
-    )
-    add("--version", action="version", version=f"%(prog)s {__version__}")
-    add(
-        "--demo",
-        action="store_true",
-        help="Serve metrics of a built-in simulated Northflank account (no token needed). The data is fake.",
-    )
-    return parser
+    #: --webhook.listen-address: where Northflank's notification webhook is served (None: not served).
+    webhook_listen_address: ListenAddress | None = None
+    #: --webhook.secret-file, read at start: the integration's secret (its repr hides it).
+    webhook_secret: WebhookSecret | None = None
+    #: --storage.path: the directory the state is saved in, to survive a restart (None: not saved).
+    storage_path: Path | None = None
 
 
 def _duration(flag: str, text: str, *, minimum: float) -> float:
@@ -303,6 +136,42 @@ def _web_config_file(text: str) -> Path | None:
     return path
 
 
+def _webhook(args: argparse.Namespace) -> tuple[ListenAddress | None, WebhookSecret | None]:
+    """The webhook's listen address and secret; both or neither (an open webhook would let anyone spend
+    the request budget)."""
+    if not args.webhook_listen_address:
+        if args.webhook_secret_file:
+            raise ConfigError("--webhook.secret-file: set --webhook.listen-address too, or remove it")
+        return None, None
+    try:
+        address = ListenAddress.parse(args.webhook_listen_address)
+    except ValueError as error:
+        raise ConfigError(f"--webhook.listen-address: {error}") from None
+    if not args.webhook_secret_file:
+        raise ConfigError(
+            "--webhook.listen-address needs --webhook.secret-file (the notification integration's secret): "
+            "without it anyone could make the exporter spend its request budget"
+        )
+    try:
+        secret = WebhookSecret.from_file(Path(args.webhook_secret_file))
+    except WebhookSecretError as error:
+        raise ConfigError(f"--webhook.secret-file: {error}") from None
+    return address, secret
+
+
+def _storage_path(text: str) -> Path | None:
+    """The --storage.path directory, checked now: a state that cannot be saved should not be found out
+    at the first restart."""
+    if not text:
+        return None
+    path = Path(text)
+    try:
+        check_directory(path)
+    except StorageError as error:
+        raise ConfigError(f"--storage.path: {error}") from None
+    return path
+
+
 def _request_budget(text: str) -> int | None:
     if text.strip() == "auto":
         return None
@@ -317,9 +186,18 @@ def _max_staleness(text: str) -> float | None:
     return _duration("--northflank.max-staleness", text, minimum=60)
 
 
+REFRESH_INTERVAL_REMOVED = (
+    "--northflank.refresh-interval was removed: the exporter plans its refreshes within the request budget; "
+    "use --northflank.max-staleness (and --northflank.discovery-interval, --northflank.schedules-interval, "
+    "--northflank.restores-interval) to bound how stale each listing may get"
+)
+
+
 def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
     """Parse flags and environment. argparse itself exits with status 2 on an unknown flag."""
     args = build_parser().parse_args(argv)
+    if args.removed_refresh_interval is not None:
+        raise ConfigError(REFRESH_INTERVAL_REMOVED)
     try:
         listen = ListenAddress.parse(args.listen_address)
     except ValueError as error:
@@ -360,6 +238,12 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", team):
             raise ConfigError(f"--northflank.team: invalid team id {team!r}")
     web_config_file = _web_config_file(args.web_config_file)
+    webhook_address, webhook_secret = _webhook(args)
+    if webhook_address is not None and webhook_address.port != 0 and webhook_address.port == listen.port:
+        raise ConfigError(
+            "--webhook.listen-address: must be another port than --web.listen-address (the webhook is "
+            "served apart, so that /metrics need not be exposed with it)"
+        )
     if args.max_connections < 1:
         raise ConfigError(f"--web.max-connections: must be at least 1, got {args.max_connections}")
     return Settings(
@@ -370,11 +254,6 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         api_url=api_url,
         token=token,
         teams=tuple(args.teams),
-        refresh_interval=(
-            None
-            if args.refresh_interval is None
-            else _duration("--northflank.refresh-interval", args.refresh_interval, minimum=1)
-        ),
         request_budget=_request_budget(args.request_budget),
         rate_limit_reserve=args.rate_limit_reserve,
         max_staleness=_max_staleness(args.max_staleness),
@@ -392,4 +271,7 @@ def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Set
         idle_timeout=math.ceil(_duration("--web.idle-timeout", args.idle_timeout, minimum=1)),
         config_check=args.config_check,
         warnings=tuple(warnings),
+        webhook_listen_address=webhook_address,
+        webhook_secret=webhook_secret,
+        storage_path=_storage_path(args.storage_path),
     )

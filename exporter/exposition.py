@@ -111,6 +111,37 @@ class Family:
         return f"# HELP {self.name} {escape_help(self.help)}\n# TYPE {self.name} {self.type}\n"
 
 
+class DuplicateMetricError(ValueError):
+    """Two families declare the same name, or one's samples would carry another's name."""
+
+
+def sample_names(family: Family) -> tuple[str, ...]:
+    """The names the family's samples (and its HELP/TYPE) can carry."""
+    if family.type == "counter":
+        base = family.name.removesuffix("_total")
+        return (base, f"{base}_total")
+    if family.type in ("histogram", "summary"):
+        suffixes = ("_bucket", "_sum", "_count") if family.type == "histogram" else ("_sum", "_count")
+        return (family.name, *(family.name + suffix for suffix in suffixes))
+    return (family.name,)
+
+
+def unique(*groups: Iterable[Family]) -> tuple[Family, ...]:
+    """The families of every group, in order; raises DuplicateMetricError when two share a name."""
+    families: list[Family] = []
+    owner: dict[str, str] = {}
+    for group in groups:
+        for family in group:
+            for name in sample_names(family):
+                if name in owner:
+                    raise DuplicateMetricError(
+                        f"metric name {name} is declared twice (by {owner[name]} and by {family.name})"
+                    )
+                owner[name] = family.name
+            families.append(family)
+    return tuple(families)
+
+
 class RenderErrors:
     """Counts what the renderer leaves out, by family, and says so in the log at most once an interval:
     a bad value is rendered (and left out) at every scrape, and a line per scrape would drown the log."""

@@ -1,311 +1,27 @@
 """Every metric family the exporter exposes, declared once: name (as exposed), type, help, label names, unit.
 
 The modules that write samples (``collector.py`` for the snapshot, ``exposition.py`` for render errors,
-``northflank/metrics.py`` for the API client, ``poller.py``, ``budget.py``, ``web/connections.py``) take
-their families from here and declare none of their own, so /metrics has one list to read and
-:data:`FAMILIES` checks, at import (that is, at start), that no name is declared twice, nor collides with
-another family's samples (a counter's ``_total``, a histogram's ``_bucket``/``_sum``/``_count``).
+``northflank/metrics.py`` for the API client, ``poller.py``, ``budget.py``, ``planner/metrics.py``,
+``web/connections.py``, ``state/metrics.py``...) take their families from here and declare none of
+their own, so /metrics has one list to read and :data:`FAMILIES` checks, at import (that is, at start),
+that no name is declared twice, nor collides with another family's samples (a counter's ``_total``, a
+histogram's ``_bucket``/``_sum``/``_count``).
 
-To add a group of families (the planner's, say): declare them here as :class:`Family` values in a tuple
-(``PLANNER_FAMILIES``), add that tuple to the ``unique(...)`` call that builds :data:`FAMILIES`, and have
-the module that writes them use ``family.name``, ``family.help`` and ``family.labels``.
+To add a group of families: declare them here as :class:`Family` values in a tuple (as
+``PLANNER_FAMILIES``), add that tuple to the ``unique(...)`` call that builds :data:`FAMILIES`, and have
+the module that writes them use ``family.name``, ``family.help`` and ``family.labels``. The snapshot's
+families, the largest group, are declared in ``snapshot_families.py`` (a family of the snapshot goes
+there and into its ``SNAPSHOT_FAMILIES``) and exposed from here like every other: import them from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from exporter.exposition import Family, unique
 
-from exporter.exposition import Family
-from exporter.resources import Resource
-
-
-class DuplicateMetricError(ValueError):
-    """Two families declare the same name, or one's samples would carry another's name."""
-
-
-def sample_names(family: Family) -> tuple[str, ...]:
-    """The names the family's samples (and its HELP/TYPE) can carry."""
-    if family.type == "counter":
-        base = family.name.removesuffix("_total")
-        return (base, f"{base}_total")
-    if family.type in ("histogram", "summary"):
-        suffixes = ("_bucket", "_sum", "_count") if family.type == "histogram" else ("_sum", "_count")
-        return (family.name, *(family.name + suffix for suffix in suffixes))
-    return (family.name,)
-
-
-def unique(*groups: Iterable[Family]) -> tuple[Family, ...]:
-    """The families of every group, in order; raises DuplicateMetricError when two share a name."""
-    families: list[Family] = []
-    owner: dict[str, str] = {}
-    for group in groups:
-        for family in group:
-            for name in sample_names(family):
-                if name in owner:
-                    raise DuplicateMetricError(
-                        f"metric name {name} is declared twice (by {owner[name]} and by {family.name})"
-                    )
-                owner[name] = family.name
-            families.append(family)
-    return tuple(families)
-
-
-# --- The snapshot's families (rendered by collector.py) --------------------------------------------------
-
-_FRESHNESS = (
-    " Read by the exporter's background poll of the Northflank API, not at scrape time: as fresh as"
-    ' northflank_exporter_last_refresh_timestamp_seconds{{resource="{resource}"}} says.'
-)
-ADDON_LABELS = ("project", "addon")
-SCHEDULE_LABELS = ("project", "addon", "schedule")
-
-
-def _family(name: str, text: str, labels: tuple[str, ...] = (), resource: Resource | None = None) -> Family:
-    unit = next((unit for unit in ("seconds", "bytes", "ratio") if name.endswith(f"_{unit}")), "")
-    return Family(
-        name, text + (_FRESHNESS.format(resource=resource) if resource is not None else ""), labels, unit=unit
-    )
-
-
-UP = _family(
-    "northflank_up",
-    "1 when the exporter can read the Northflank API: 0 when its last discovery of projects failed or has "
-    "not run yet, or when any resource fails for every subject "
-    "(northflank_exporter_resource_up says which).",
-)
-RESOURCE_UP = _family(
-    "northflank_exporter_resource_up",
-    "0 when the Northflank API refuses or fails every read of the resource: of the latest reads per "
-    "project, addon or destination, none succeeded and at least one failed with an auth, permission, "
-    "server, timeout or connection error (for projects: the last discovery failed or has not run yet). "
-    "A read failing for another reason (a deleted addon's 404) is left out, and one failing subject "
-    "among readable ones leaves it at 1.",
-    ("resource",),
-)
-BUILD_INFO = _family("northflank_exporter_build_info", "Version of northflank-backup-exporter.", ("version",))
-ADDON_INFO = _family(
-    "northflank_addon_info",
-    "Names and type of each Northflank addon the exporter discovered; join on (project, addon).",
-    (*ADDON_LABELS, "addon_name", "project_name", "addon_type"),
-)
-BACKUP_AGE = _family(
-    "northflank_addon_backup_last_completed_age_seconds",
-    "Seconds between the scrape and the completion of the newest completed backup of the addon.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-BACKUPS_BY_STATUS = _family(
-    "northflank_addon_backups",
-    "Backups the addon retains, by status; every status is present, 0 when none.",
-    (*ADDON_LABELS, "status"),
-    Resource.BACKUPS,
-)
-BACKUPS_FUTURE_DATED = _family(
-    "northflank_addon_backups_future_dated",
-    "Backups of the addon initiated or completed more than 5 minutes after the API's current time (its "
-    "Date header's clock) when read: left out of every other backup metric of the addon, as a time "
-    "that has not come yet cannot make the addon look freshly backed up.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-
-LAST_COMPLETED = _family(
-    "northflank_addon_backup_last_completed_timestamp_seconds",
-    "When the newest completed backup of the addon completed (unix time).",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-LAST_COMPLETED_SIZE = _family(
-    "northflank_addon_backup_last_completed_size_bytes",
-    "Size of the newest completed backup of the addon.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-LAST_COMPLETED_DURATION = _family(
-    "northflank_addon_backup_last_completed_duration_seconds",
-    "How long the newest completed backup of the addon took, from initiation to completion.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-LAST_FAILED = _family(
-    "northflank_addon_backup_last_failed_timestamp_seconds",
-    "When the newest failed or aborted backup attempt of the addon ended (unix time).",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-CONSECUTIVE_FAILURES = _family(
-    "northflank_addon_backup_consecutive_failures",
-    "Failed or aborted backup attempts of the addon initiated after its newest completed backup.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-BACKUPS_SIZE = _family(
-    "northflank_addon_backups_size_bytes",
-    "Total size of the completed backups the addon retains.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-OLDEST_COMPLETED = _family(
-    "northflank_addon_backup_oldest_completed_timestamp_seconds",
-    "When the oldest retained completed backup of the addon completed: the start of its recovery window.",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-IN_PROGRESS_STARTED = _family(
-    "northflank_addon_backup_in_progress_started_timestamp_seconds",
-    "When the oldest backup of the addon that has not reached a final state was initiated (unix time).",
-    ADDON_LABELS,
-    Resource.BACKUPS,
-)
-
-SCHEDULE_COVERED = _family(
-    "northflank_addon_backup_schedule_covered",
-    "1 when the addon has at least one backup schedule, 0 when it has none.",
-    ADDON_LABELS,
-    Resource.SCHEDULES,
-)
-COVERAGE_RATIO = _family(
-    "northflank_project_backup_schedule_coverage_ratio",
-    "Share of the project's addons that have at least one backup schedule (0-1).",
-    ("project",),
-    Resource.SCHEDULES,
-)
-SCHEDULE_INFO = _family(
-    "northflank_addon_backup_schedule_info",
-    "Each backup schedule of an addon: its interval, backup type and compression (none for snapshots).",
-    (*SCHEDULE_LABELS, "interval", "backup_type", "compression"),
-)
-SCHEDULE_RETENTION = _family(
-    "northflank_addon_backup_schedule_retention_seconds",
-    "How long the backups of the schedule are retained.",
-    SCHEDULE_LABELS,
-    Resource.SCHEDULES,
-)
-SCHEDULE_NEXT = _family(
-    "northflank_addon_backup_schedule_next_run_timestamp_seconds",
-    "The next run of the schedule after the scrape (unix time; schedules are in UTC).",
-    SCHEDULE_LABELS,
-    Resource.SCHEDULES,
-)
-SCHEDULE_PREVIOUS = _family(
-    "northflank_addon_backup_schedule_previous_run_timestamp_seconds",
-    "The latest run of the schedule at or before the scrape (unix time).",
-    SCHEDULE_LABELS,
-    Resource.SCHEDULES,
-)
-SCHEDULE_MAX_INTERVAL = _family(
-    "northflank_addon_backup_schedule_max_interval_seconds",
-    "The longest gap between two consecutive runs of the schedule.",
-    SCHEDULE_LABELS,
-    Resource.SCHEDULES,
-)
-_RUN_WINDOW = (
-    "a run is missed when no backup of the schedule's type was initiated from 5 minutes before it to "
-    "the grace period (--backup.schedule-grace) after it (or to shortly before the next run)"
-)
-SCHEDULE_MISSED = _family(
-    "northflank_addon_backup_schedule_missed",
-    f"1 when the newest run of the schedule whose grace period has ended was missed: {_RUN_WINDOW}.",
-    SCHEDULE_LABELS,
-    Resource.BACKUPS,
-)
-SCHEDULE_MISSED_RUNS = _family(
-    "northflank_addon_backup_schedule_missed_runs",
-    f"Runs of the schedule in the 24 hours before the scrape that were missed, once their grace period "
-    f"has ended: {_RUN_WINDOW}. Runs whose backup would have expired are not judged.",
-    SCHEDULE_LABELS,
-    Resource.BACKUPS,
-)
-SCHEDULE_LAST_MISSED = _family(
-    "northflank_addon_backup_schedule_last_missed_run_timestamp_seconds",
-    "When the newest missed run of the schedule was due (unix time), within the last 2 days for hourly "
-    "schedules and the last 35 days (at most the retention) for the others; absent when none was missed.",
-    SCHEDULE_LABELS,
-    Resource.BACKUPS,
-)
-RESTORES = _family(
-    "northflank_addon_restores",
-    "Restores of the addon's backups, by status; every status is present, 0 when none.",
-    (*ADDON_LABELS, "status"),
-    Resource.RESTORES,
-)
-RESTORE_LAST = _family(
-    "northflank_addon_restore_last_timestamp_seconds",
-    "When the newest restore of the addon with this status completed, or was requested if it has not.",
-    (*ADDON_LABELS, "status"),
-    Resource.RESTORES,
-)
-DESTINATION_INFO = _family(
-    "northflank_backup_destination_info",
-    "Each custom backup destination (S3 bucket) of the account, by id with its name.",
-    ("destination", "destination_name"),
-)
-DESTINATION_BACKUPS = _family(
-    "northflank_backup_destination_backups",
-    "Backups stored in the destination, by status; every status is present, 0 when none.",
-    ("destination", "status"),
-    Resource.DESTINATION_BACKUPS,
-)
-DESTINATION_SIZE = _family(
-    "northflank_backup_destination_size_bytes",
-    "Total size of the completed backups stored in the destination.",
-    ("destination",),
-    Resource.DESTINATION_BACKUPS,
-)
-DESTINATION_LAST = _family(
-    "northflank_backup_destination_last_completed_timestamp_seconds",
-    "When the newest completed backup of the addon stored in the destination completed (unix time).",
-    ("destination", "project", "addon"),
-    Resource.DESTINATION_BACKUPS,
-)
-LAST_REFRESH = _family(
-    "northflank_exporter_last_refresh_timestamp_seconds",
-    "When the exporter last read each resource from the Northflank API successfully (unix time). project "
-    "and addon are empty for account-wide resources.",
-    ("project", "addon", "resource"),
-)
-
-#: The families of BACKUP_GAUGES (collector.py), in exposition order.
-BACKUP_GAUGE_FAMILIES: tuple[Family, ...] = (
-    LAST_COMPLETED,
-    LAST_COMPLETED_SIZE,
-    LAST_COMPLETED_DURATION,
-    LAST_FAILED,
-    CONSECUTIVE_FAILURES,
-    BACKUPS_SIZE,
-    OLDEST_COMPLETED,
-    IN_PROGRESS_STARTED,
-    BACKUPS_FUTURE_DATED,
-)
-
-#: Every family of the snapshot, in exposition order.
-SNAPSHOT_FAMILIES: tuple[Family, ...] = (
-    UP,
-    RESOURCE_UP,
-    BUILD_INFO,
-    ADDON_INFO,
-    BACKUP_AGE,
-    BACKUPS_BY_STATUS,
-    *BACKUP_GAUGE_FAMILIES,
-    SCHEDULE_COVERED,
-    COVERAGE_RATIO,
-    SCHEDULE_INFO,
-    SCHEDULE_RETENTION,
-    SCHEDULE_NEXT,
-    SCHEDULE_PREVIOUS,
-    SCHEDULE_MAX_INTERVAL,
-    SCHEDULE_MISSED,
-    SCHEDULE_MISSED_RUNS,
-    SCHEDULE_LAST_MISSED,
-    RESTORES,
-    RESTORE_LAST,
-    DESTINATION_INFO,
-    DESTINATION_BACKUPS,
-    DESTINATION_SIZE,
-    DESTINATION_LAST,
-    LAST_REFRESH,
-)
-
+# The snapshot's families (rendered by collector.py) are declared in snapshot_families.py and exposed
+# from here with all the others: its __all__ names every one of them.
+from exporter.snapshot_families import *  # noqa: F403
+from exporter.snapshot_families import SNAPSHOT_FAMILIES
 
 # --- The renderer's own counter (exposition.py) -----------------------------------------------------------
 
@@ -424,6 +140,55 @@ REFRESH_ERRORS = Family(
     "counter",
 )
 
+# --- The planner (planner/metrics.py), computed at scrape time from its plans and the snapshot ------------
+
+STALEST_REFRESH_AGE = Family(
+    "northflank_exporter_stalest_refresh_age_seconds",
+    "Seconds since the least recently read addon backup listing was read (or, if never, since "
+    "the addon was discovered). Grows when the fleet is too big for the request budget.",
+    (),
+    unit="seconds",
+)
+PLANNED_REFRESHES = Family(
+    "northflank_exporter_planned_refreshes_total",
+    "Refreshes the planner started, by tier: fast (scheduled runs and backups in progress), new "
+    "(first reads), discovery, floor (backups not read for a while), slow (schedules, restores).",
+    ("tier",),
+    "counter",
+)
+PLANNED_INTERVAL = Family(
+    "northflank_exporter_planned_interval_seconds",
+    "The refresh interval of each periodic tier after fitting it into the request budget: floor "
+    "(each addon's backups at least this often), discovery, schedules, restores.",
+    ("tier",),
+    unit="seconds",
+)
+INITIAL_READ_RATIO = Family(
+    "northflank_exporter_initial_read_ratio",
+    "Share (0 to 1) of the addons the exporter has discovered whose resource (backups, schedules, "
+    "restores) it has read successfully at least once: the progress of the first complete read "
+    "after start, which reads every addon's backups before any schedule or restore. 0 until the "
+    "projects were listed once; 1 when there is no addon.",
+    ("resource",),
+    unit="ratio",
+)
+#: Rendered by the planner itself in the text format (one sample per target: thousands in a large fleet).
+NEXT_REFRESH = Family(
+    "northflank_exporter_next_refresh_timestamp_seconds",
+    "When the exporter plans to read each resource from the Northflank API next (unix time; in the past "
+    "when the refresh is overdue, waiting for the request budget). project and addon are empty for "
+    "account-wide resources.",
+    ("project", "addon", "resource"),
+    unit="seconds",
+)
+PLANNER_FAMILIES: tuple[Family, ...] = (
+    STALEST_REFRESH_AGE,
+    PLANNED_REFRESHES,
+    PLANNED_INTERVAL,
+    INITIAL_READ_RATIO,
+    NEXT_REFRESH,
+)
+
 # --- The HTTP side's connection guard (web/connections.py) -----------------------------------------------
 
 HTTP_CONNECTIONS = Family(
@@ -464,6 +229,84 @@ CONNECTION_FAMILIES: tuple[Family, ...] = (
     HTTP_ACCEPT_ERRORS,
 )
 
+# --- The /metrics route (web/scrape_cache.py) ---------------------------------------------------------------
+
+SCRAPE_FAILURES = Family(
+    "northflank_exporter_scrape_failures_total",
+    "Scrapes of /metrics that could not be served, by reason: render (the page could not be written: an "
+    "HTTP 500 was answered; see the log) or disconnected (the scraper went away before the whole body "
+    "was sent, as when its scrape timeout ran out).",
+    ("reason",),
+    "counter",
+)
+SCRAPE_FAMILIES: tuple[Family, ...] = (SCRAPE_FAILURES,)
+
+# --- The notification webhook (web/webhook.py), exposed only with --webhook.listen-address -------------
+
+WEBHOOK_EVENTS = Family(
+    "northflank_exporter_webhook_events_total",
+    "Deliveries to the Northflank notification webhook, by event (the four addon-backup events, or other) "
+    "and outcome: accepted (an addon's backups are read at once), duplicate (an event id seen before), "
+    "unauthorized (no or a wrong integration token), too_large, invalid (not a JSON object), unmatched (a "
+    "backup event naming no known addon: the planner's due checks were moved forward) or ignored (not a "
+    "backup event). An event is a hint: the metrics come from the API.",
+    ("event", "outcome"),
+    "counter",
+)
+WEBHOOK_LAST_EVENT = Family(
+    "northflank_exporter_webhook_last_event_timestamp_seconds",
+    "When the latest delivery carrying the integration's token reached the webhook (unix time); absent "
+    "until the first one.",
+    (),
+    unit="seconds",
+)
+WEBHOOK_FAMILIES: tuple[Family, ...] = (WEBHOOK_EVENTS, WEBHOOK_LAST_EVENT)
+
+# --- The saved state (state/metrics.py), exposed only with --storage.path ---------------------------------
+
+STATE_SAVE_FAILURES = Family(
+    "northflank_exporter_state_save_failures_total",
+    "Saves of the state to --storage.path that failed (the directory not writable, the disk full...): "
+    "the previous state file is kept as it was, and a restart would restore that older state. The log "
+    "says why, once per distinct problem.",
+    (),
+    "counter",
+)
+STATE_LAST_SAVE = Family(
+    "northflank_exporter_state_last_save_timestamp_seconds",
+    "When the state in the --storage.path file was taken (unix time): what a restart would restore is as "
+    "of then. The state is saved at most every 5 seconds, and only when it changed; at start, the time of "
+    "the file that was restored; absent while there is none.",
+    (),
+    unit="seconds",
+)
+STATE_FAMILIES: tuple[Family, ...] = (STATE_SAVE_FAILURES, STATE_LAST_SAVE)
+
+# --- The process (prometheus_client's ProcessCollector, registered by app.py) -------------------------------
+
+#: What every Prometheus client library exposes about its process, named and worded as they do (a test
+#: compares these with what prometheus_client's ProcessCollector yields). Linux only: elsewhere the
+#: collector yields nothing.
+PROCESS_FAMILIES: tuple[Family, ...] = (
+    Family("process_virtual_memory_bytes", "Virtual memory size in bytes.", (), unit="bytes"),
+    Family("process_resident_memory_bytes", "Resident memory size in bytes.", (), unit="bytes"),
+    Family(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        (),
+        unit="seconds",
+    ),
+    Family(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        (),
+        "counter",
+        unit="seconds",
+    ),
+    Family("process_open_fds", "Number of open file descriptors.", ()),
+    Family("process_max_fds", "Maximum number of open file descriptors.", ()),
+)
+
 #: Every family declared above, once each: building it raises DuplicateMetricError on a clash, so a
 #: duplicate stops the exporter at import, before it serves a page Prometheus would reject.
 FAMILIES: tuple[Family, ...] = unique(
@@ -472,5 +315,10 @@ FAMILIES: tuple[Family, ...] = unique(
     BUDGET_FAMILIES,
     API_FAMILIES,
     (REFRESH_ERRORS,),
+    PLANNER_FAMILIES,
     CONNECTION_FAMILIES,
+    SCRAPE_FAMILIES,
+    WEBHOOK_FAMILIES,
+    STATE_FAMILIES,
+    PROCESS_FAMILIES,
 )

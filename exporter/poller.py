@@ -1,9 +1,8 @@
 """Reads the API and swaps new snapshots in: fetch -> validate (in the client) -> summarise -> swap.
 
 ``Refresher`` knows how to refresh each resource and what a failure means for it; *when* to refresh is
-decided by a ``RefreshScheduler``: the budget-aware :class:`~exporter.planner.Planner`, or the
-deprecated :class:`FixedIntervalScheduler`. Every refresh applies
-its result to the current snapshot as soon as it arrives, so one slow or failing addon delays nothing
+decided by a ``RefreshScheduler``: the budget-aware :class:`~exporter.planner.Planner`. Every refresh
+applies its result to the current snapshot as soon as it arrives, so one slow or failing addon delays nothing
 else, and a failure leaves the last good data (and its refresh time) in place.
 
 No failure goes unclassified: whatever a read or a summary raises is counted by resource and reason
@@ -26,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from exporter import defaults
 from exporter.clock import Clock
+from exporter.first_read import FirstCompleteRead
 from exporter.metrics import REFRESH_ERRORS
 from exporter.northflank.client import NorthflankClient
 from exporter.northflank.errors import REASONS, AuthError, NorthflankError, RateLimitedError
@@ -115,13 +115,34 @@ class ResourceHealth:
         return frozenset(r for r, (failed, ok) in self._counts.items() if failed and not ok)
 
 
+#: A refused token (401) is logged at WARNING again this often while it lasts, for whichever resource:
+#: it stops every read, and a warning an hour ago scrolled away is easy to miss.
+TOKEN_REFUSED_REPEAT_SECONDS = 300.0
+#: The fault class of a refused token: one for the whole account, whatever resource saw the 401.
+_TOKEN_REFUSED = ("*", "auth")
+
+
+def subject_fields(resource: str, subject: str) -> dict[str, str]:
+    """The subject of a read as log fields: the project and addon, the destination or the team."""
+    if resource in ADDON_RESOURCES:
+        project, _, addon = subject.partition("/")
+        return {"project": project, "addon": addon}
+    if resource == Resource.ADDONS:
+        return {"project": subject}
+    if resource == Resource.DESTINATION_BACKUPS:
+        return {"destination": subject}
+    return {"team": subject} if resource == Resource.PROJECTS and subject else {}
+
+
 class FaultLog:
     """One log line per class of fault (resource, reason), not one per request or per addon.
 
     A class is logged at WARNING when it first appears and again at most once per ``repeat_seconds``
-    while it persists; every occurrence is logged at DEBUG (the counter says how many there were). A class
-    has ended when every subject (addon, project...) that had it has been read successfully again: only
-    then is the recovery logged, and a later occurrence is news again.
+    (a refused token: every TOKEN_REFUSED_REPEAT_SECONDS, whatever resource saw it) while it persists;
+    every occurrence is logged at DEBUG (the counter says how many there were). A class has ended when
+    every subject (addon, project...) that had it has been read successfully again (a refused token: when
+    any read succeeds): only then is the recovery logged, and a later occurrence is news again. The
+    resource, reason and subject are log fields, not words of the message.
     """
 
     def __init__(self, clock: Clock, repeat_seconds: float = 3600.0) -> None:
@@ -131,33 +152,46 @@ class FaultLog:
         self._subjects: dict[tuple[str, str], set[str]] = {}
 
     def fault(self, resource: str, subject: str, error: NorthflankError) -> None:
-        key = (resource, error.reason)
+        refused = isinstance(error, AuthError)
+        key = _TOKEN_REFUSED if refused else (resource, error.reason)
+        repeat = TOKEN_REFUSED_REPEAT_SECONDS if refused else self._repeat
         self._subjects.setdefault(key, set()).add(subject)
         now = self._clock.now()
         last = self._last_logged.get(key)
-        if last is None or now - last >= self._repeat:
+        fields = {"resource": str(resource), "reason": error.reason, **subject_fields(resource, subject)}
+        if last is None or now - last >= repeat:
             self._last_logged[key] = now
-            log.warning(
-                "refreshing %s failed (%s) for %s: %s; keeping the last good data; "
-                "further %s failures of %s are logged at debug level",
-                resource,
-                error.reason,
-                subject or "the account",
-                error,
-                error.reason,
-                resource,
-            )
+            if refused:
+                log.warning(
+                    "the Northflank API refuses the token: %s; nothing can be read until it accepts one "
+                    "(/-/ready says 503 meanwhile); keeping the last good data; repeated every %gs while "
+                    "it lasts",
+                    error,
+                    repeat,
+                    extra=fields,
+                )
+            else:
+                log.warning(
+                    "refresh failed: %s; keeping the last good data; further failures of this resource "
+                    "for this reason are logged at debug level for %gs",
+                    error,
+                    repeat,
+                    extra=fields,
+                )
         else:
-            log.debug("refreshing %s failed (%s) for %s: %s", resource, error.reason, subject, error)
+            log.debug("refresh failed: %s", error, extra=fields)
 
     def recovered(self, resource: str, subject: str) -> None:
+        if self._subjects.pop(_TOKEN_REFUSED, None) is not None:
+            self._last_logged.pop(_TOKEN_REFUSED, None)
+            log.info("the Northflank API accepts the token again", extra={"resource": str(resource)})
         for key in [k for k in self._subjects if k[0] == resource]:
             subjects = self._subjects[key]
             subjects.discard(subject)
             if not subjects:
                 del self._subjects[key]
                 self._last_logged.pop(key, None)
-                log.info("refreshing %s works again after %s failures", resource, key[1])
+                log.info("refreshing works again", extra={"resource": str(resource), "reason": key[1]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +272,7 @@ class Refresher:
         self._teams: tuple[str | None, ...] = tuple(teams) or (None,)
         self._limit = asyncio.Semaphore(concurrency)
         self._faults = FaultLog(clock)
+        self._first_read = FirstCompleteRead(clock)
         self._health = ResourceHealth()
         self._errors = Counter(
             REFRESH_ERRORS.name, REFRESH_ERRORS.help, REFRESH_ERRORS.labels, registry=registry
@@ -272,7 +307,9 @@ class Refresher:
         self._fail(resource, subject, failure)
         # The traceback is for whoever debugs the exporter; at warning level it would bury the one line.
         log.debug(
-            "the unexpected failure refreshing %s for %s:", resource, subject or "the account", exc_info=error
+            "the unexpected failure of a refresh:",
+            exc_info=error,
+            extra={"resource": str(resource), "reason": failure.reason, **subject_fields(resource, subject)},
         )
         return failure
 
@@ -288,14 +325,20 @@ class Refresher:
         """The listing, or the error that ended it: counted and logged, whatever it was."""
         async with self._limit:
             try:
-                return await call()
+                result = await call()
             except NorthflankError as error:
                 if isinstance(error, RateLimitedError) and self._on_rate_limited is not None:
                     self._on_rate_limited(error.retry_at)
+                if isinstance(error, AuthError):
+                    self._store.update(lambda s: s.with_token_refused(True))
                 self._fail(resource, subject, error)
                 return error
             except Exception as error:
                 return self._unexpected(resource, subject, "reading the listing", error)
+            # Any answer that reads means the API took the token (a 401 is about the token, not one path).
+            if self._store.current.token_refused:
+                self._store.update(lambda s: s.with_token_refused(False))
+            return result
 
     async def _refresh(
         self,
@@ -318,6 +361,7 @@ class Refresher:
             return Outcome(result)
         self._faults.recovered(resource, subject)
         self._health_after(resource, key, None)
+        self._first_read.observe(self._store.current)
         return OK
 
     async def refresh_projects(self) -> Outcome:
@@ -344,6 +388,7 @@ class Refresher:
             return Outcome(failure)
         for subject in subjects:
             self._faults.recovered(Resource.PROJECTS, subject)
+        self._first_read.observe(self._store.current)
         return OK
 
     async def refresh_project_addons(self, project_id: str) -> Outcome:
@@ -409,25 +454,6 @@ class Refresher:
             apply,
         )
 
-    async def refresh_all(self) -> None:
-        """One complete pass over everything, then the snapshot is marked ready."""
-        discovery = await self.refresh_projects()
-        if isinstance(discovery.error, AuthError):
-            # The token is rejected: every other listing would be refused too. One request says it.
-            self._store.update(Snapshot.with_ready)
-            return
-        if discovery.ok:
-            await asyncio.gather(*(self.refresh_project_addons(p) for p in self._store.current.projects))
-        await asyncio.gather(
-            self.refresh_destinations(),
-            *(
-                self.refresh_addon(key, resource)
-                for key in self._store.current.addons
-                for resource in ADDON_RESOURCES
-            ),
-        )
-        self._store.update(Snapshot.with_ready)
-
 
 class RefreshScheduler(Protocol):
     """Decides when to refresh what. The only seam between the refresh logic and its timing; it also
@@ -452,31 +478,3 @@ class WithoutMetrics:
 
     def render_extra(self) -> bytes:
         return b""
-
-
-class FixedIntervalScheduler(WithoutMetrics):
-    """A complete refresh every ``interval`` seconds, never two at once; a slow pass delays the next.
-
-    DEPRECATED (``--northflank.refresh-interval``): it reads everything whether or not anything can have
-    changed. The request budget still holds it (a pass that does not fit waits), but the planner gets
-    fresher data for a fraction of the requests.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-
-    async def run(self, refresher: Refresher, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await refresher.refresh_all()
-            except Exception as error:
-                # A bug in one pass must not end the polling: the next pass may well succeed. One line
-                # (the traceback at debug level) as for every other failure.
-                log.warning(
-                    "refresh pass failed unexpectedly (%s); keeping the last good data", type(error).__name__
-                )
-                log.debug("the refresh pass failed with:", exc_info=error)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
-            except TimeoutError:
-                continue

@@ -84,7 +84,11 @@ class BackupSummary:
             lists = [self.initiations.get(backup_type, ()), self.initiations.get(ANY_BACKUP_TYPE, ())]
         else:
             lists = list(self.initiations.values())
-        return tuple(heapq.merge(*lists))
+        present = [times for times in lists if times]
+        if len(present) == 1:
+            # The usual case (one kind of backup): nothing to merge, and heapq.merge walks in Python.
+            return present[0]
+        return tuple(heapq.merge(*present))
 
 
 def _finished_at(backup: Backup) -> float:
@@ -334,6 +338,10 @@ class Snapshot:
     #: at all: the latest read of every subject (project, addon, destination) that has one failed with an
     #: access, server or transport error (see ``exporter.poller.ResourceHealth``).
     failing_resources: frozenset[str] = frozenset()
+    #: The API's latest answer about the token was a 401 (no read has succeeded since): /-/ready says 503
+    #: while it lasts, even once ready, as a token that is refused is a configuration to fix, not an
+    #: outage to ride out.
+    token_refused: bool = False
 
     def resource_up(self, resource: str) -> bool:
         if resource == Resource.PROJECTS:
@@ -431,6 +439,9 @@ class Snapshot:
         destinations[destination_id] = replace(destination, backups=Fetched(summary, at))
         return replace(self, destinations=_frozen(destinations))
 
+    def with_token_refused(self, refused: bool) -> Snapshot:
+        return self if refused == self.token_refused else replace(self, token_refused=refused)
+
     def with_ready(self) -> Snapshot:
         """Ready, provided the projects were listed successfully at least once: before that (the token
         refused, the API unreachable) the exporter has nothing to serve, whatever its scheduler thinks."""
@@ -456,3 +467,12 @@ class SnapshotStore:
     def update(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
         self._current = change(self._current)
         return self._current
+
+    def export_state(self) -> Snapshot:
+        """The snapshot to save (--storage.path): immutable, so it may be encoded off the event loop."""
+        return self._current
+
+    def restore_state(self, snapshot: Snapshot) -> None:
+        """At start, before the first read: the saved picture, with the times it was read (so that its
+        age, and every alert on it, stays what it was)."""
+        self._current = snapshot

@@ -7,7 +7,9 @@ start time the suites share (:data:`~tests.support.MONDAY_NOON`).
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
@@ -19,6 +21,20 @@ from tests.e2e.binaries import require_binary
 settings.register_profile("ci", print_blob=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """Tests that run the CLI in-process call configure_logging, which replaces the root handlers and
+    levels: without this, the next test in the same worker would see (or miss) log records by order."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    named = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, named_level in named.items():
+        logging.getLogger(name).setLevel(named_level)
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,16 @@ from typing import Any
 import httpx
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from pydantic import SecretStr
 
 from exporter.app import Exporter
 from exporter.clock import Clock, FixedClock
 from exporter.config import ListenAddress, Settings
+from exporter.northflank.errors import AuthError
+from exporter.planner import Planner
 from exporter.poller import Refresher, WithoutMetrics
+from exporter.resources import ADDON_RESOURCES
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
 from exporter.snapshot import Snapshot, SnapshotStore
@@ -35,8 +39,30 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 MONDAY_NOON = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
 
 
+async def refresh_everything(refresher: Refresher) -> None:
+    """One complete pass over everything, then the snapshot is marked ready: the projects first (a
+    refused token ends the pass there), then each project's addons (when discovery worked), then every
+    other listing."""
+    discovery = await refresher.refresh_projects()
+    if isinstance(discovery.error, AuthError):
+        refresher.store.update(Snapshot.with_ready)
+        return
+    if discovery.ok:
+        await asyncio.gather(*(refresher.refresh_project_addons(p) for p in refresher.store.current.projects))
+    await asyncio.gather(
+        refresher.refresh_destinations(),
+        *(
+            refresher.refresh_addon(key, resource)
+            for key in refresher.store.current.addons
+            for resource in ADDON_RESOURCES
+        ),
+    )
+    refresher.store.update(Snapshot.with_ready)
+
+
 class ManualScheduler(WithoutMetrics):
-    """A RefreshScheduler that runs a complete pass when the test asks, and says when it is done."""
+    """A RefreshScheduler that runs a complete pass (:func:`refresh_everything`) when the test asks, and
+    says when it is done."""
 
     def __init__(self) -> None:
         self._requests: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
@@ -46,7 +72,7 @@ class ManualScheduler(WithoutMetrics):
         while not stop.is_set():
             done = await self._requests.get()
             try:
-                await refresher.refresh_all()
+                await refresh_everything(refresher)
             except Exception as error:  # surfaced in the test that asked for the pass
                 done.set_exception(error)
             else:
@@ -66,11 +92,57 @@ class ManualScheduler(WithoutMetrics):
         return done
 
 
+class PlannedPasses:
+    """The exporter's own planner, driven pass by pass: it reads nothing until the test asks for the first
+    pass; a pass (:meth:`Planner.read_everything` after the first) reads every listing, the projects
+    first, and has ended when the planner has nothing in flight and nothing it may start now."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self._go = asyncio.Event()
+
+    async def run(self, refresher: Refresher, stop: asyncio.Event) -> None:
+        go = asyncio.create_task(self._go.wait())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({go, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            go.cancel()
+            stopped.cancel()
+        if not stop.is_set():
+            await self.planner.run(refresher, stop)
+
+    def collector(self, snapshot: Callable[[], Snapshot]) -> Collector | None:
+        return self.planner.collector(snapshot)
+
+    def render_extra(self) -> bytes:
+        return self.planner.render_extra()
+
+    async def refresh(self, deadline: float = 30.0) -> None:
+        async with asyncio.timeout(deadline):
+            await self.start_refresh()
+
+    def start_refresh(self) -> asyncio.Future[None]:
+        """Ask for a pass; the future is done once the planner has settled after it."""
+        if self._go.is_set():
+            # A pass asked while reads are under way (there are none between a test's passes) would
+            # take them as its own: this is for a planner at rest.
+            if not self.planner.settled.is_set():
+                raise RuntimeError("a pass was asked while the planner was still busy")
+            self.planner.read_everything()
+        else:
+            self._go.set()
+        return asyncio.ensure_future(self._settled())
+
+    async def _settled(self) -> None:
+        await self.planner.settled.wait()
+
+
 @dataclass
 class RunningExporter:
     exporter: Exporter
     url: str
-    scheduler: ManualScheduler
+    scheduler: ManualScheduler | PlannedPasses
     http: httpx.AsyncClient
 
     async def scrape(self) -> Samples:
@@ -113,16 +185,25 @@ async def running_exporter(
     clock: Clock,
     transport: httpx.AsyncBaseTransport | None = None,
     planner: bool = False,
+    passes: bool = False,
     **settings: Any,
 ) -> AsyncIterator[RunningExporter]:
-    """An Exporter serving on 127.0.0.1 (a free port), refreshed only when the test asks, or by its own
-    planner with ``planner=True`` (then ``scheduler.refresh`` is not available)."""
+    """An Exporter serving on 127.0.0.1 (a free port), refreshed only when the test asks: by complete
+    passes of the refresher (:class:`ManualScheduler`), or with ``passes=True`` by forced passes of its
+    own planner (:class:`PlannedPasses`); or left to its own planner with ``planner=True`` (then
+    ``scheduler.refresh`` is not available)."""
     config = dataclasses.replace(
         Settings(listen_address=ListenAddress("127.0.0.1", 0), api_url=api_url, token=SecretStr(token)),
         **settings,
     )
-    scheduler = ManualScheduler()
-    exporter = Exporter(config, clock=clock, transport=transport, scheduler=None if planner else scheduler)
+    scheduler: ManualScheduler | PlannedPasses = ManualScheduler()
+    own = planner or passes
+    exporter = Exporter(config, clock=clock, transport=transport, scheduler=None if own else scheduler)
+    if passes:
+        if not isinstance(exporter.scheduler, Planner):
+            raise TypeError("the exporter was expected to plan its refreshes")
+        scheduler = PlannedPasses(exporter.scheduler)
+        exporter.scheduler = scheduler
     stop = asyncio.Event()
     task = asyncio.create_task(exporter.run(stop))
     started = asyncio.create_task(exporter.started.wait())

@@ -12,10 +12,9 @@ Every public method walks a whole listing and returns validated, frozen models. 
 - connect/read/write timeouts apply, plus an overall deadline per attempt (a server that trickles bytes
   cannot hold a refresh), and the body is read in a stream and abandoned past ``max_body_bytes``.
 
-429, 5xx, timeouts and connection failures are retried with exponential backoff and jitter; a 429 waits
-what ``Retry-After`` (else ``x-ratelimit-reset``) says, unless that is longer than ``max_retry_wait``: then
-:class:`RateLimitedError` is raised at once with ``retry_at`` so the caller can defer. Other 4xx are not
-retried.
+429, 5xx, timeouts and connection failures are retried as :mod:`retries` says (backoff with jitter; a
+429 waits what the API says, or is given up at once with ``retry_at`` when that is too long). Other 4xx
+are not retried.
 
 Ids are input too: a path parameter that is not an id of the documented pattern is refused before a
 request is made (:class:`InvalidIdentifierError`, see :mod:`routes`); the models skip listed items
@@ -57,6 +56,7 @@ from exporter import __version__, defaults
 from exporter.apitoken import ApiToken, ReloadableToken
 from exporter.clock import Clock
 from exporter.northflank import routes
+from exporter.northflank.connection_errors import describe_connection_error, describe_timeout
 from exporter.northflank.errors import (
     ApiError,
     AuthError,
@@ -64,7 +64,6 @@ from exporter.northflank.errors import (
     NorthflankError,
     NotFoundError,
     PermissionDeniedError,
-    RateLimitedError,
     RequestTimeoutError,
     ServerError,
     TransportError,
@@ -93,14 +92,9 @@ from exporter.northflank.models import (
     Schedule,
 )
 from exporter.northflank.problemlog import ProblemLog
-from exporter.northflank.ratelimit import (
-    HeaderReader,
-    HeaderReading,
-    RateLimitStatus,
-    ascii_int,
-    retry_after_wait,
-)
+from exporter.northflank.ratelimit import HeaderReader, HeaderReading, RateLimitStatus, ascii_int
 from exporter.northflank.redaction import clean_error_id, clean_message, parse_error_body
+from exporter.northflank.retries import RetryPolicy, join_message, with_attempts
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +165,6 @@ class NorthflankClient:
             raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}")
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError("timeout must be a positive number of seconds")
-        if max_retries < 0:
-            raise ValueError("max_retries must not be negative")
-        if not (math.isfinite(max_retry_wait) and max_retry_wait >= 0):
-            raise ValueError("max_retry_wait must be a non-negative number of seconds")
-        if not (math.isfinite(backoff_base) and backoff_base >= 0):
-            raise ValueError("backoff_base must be a non-negative number of seconds")
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
         if max_pages < 1:
@@ -188,10 +176,9 @@ class NorthflankClient:
         self._metrics = metrics
         self._gate = gate
         self._timeout = timeout
-        self._max_retries = max_retries
-        self._max_retry_wait = max_retry_wait
-        self._backoff_base = backoff_base
-        self._rng = rng if rng is not None else random.Random()
+        self._retries = RetryPolicy(
+            max_retries, max_retry_wait, backoff_base, rng if rng is not None else random.Random()
+        )
         self._max_body_bytes = max_body_bytes
         self._per_page = per_page
         self._max_pages = max_pages
@@ -304,13 +291,20 @@ class NorthflankClient:
         if self._metrics is not None:
             self._metrics.observe_invalid_header(header)
         level, quiet = self._problems.level(f"ignored {header} headers", loud)
-        logger.log(level, "ignored the %s header of a Northflank API response: %s%s", header, why, quiet)
+        logger.log(
+            level,
+            "ignored the %s header of a Northflank API response: %s%s",
+            header,
+            why,
+            quiet,
+            extra={"header": header},
+        )
 
     # -- one request, with retries ----------------------------------------------------------------------
 
     async def _request(self, endpoint: str, path: str, query: Mapping[str, str]) -> bytes:
         """The body of a 2xx answer to ``GET path``, retrying what is worth retrying."""
-        attempts = self._max_retries + 1
+        attempts = self._retries.attempts
         for attempt in range(1, attempts + 1):
             if self._gate is not None:
                 await self._gate.acquire(endpoint)
@@ -322,15 +316,18 @@ class NorthflankClient:
                     raise RuntimeError("an HTTP attempt gave neither a body nor an error")
                 return outcome.body
             delay = outcome.retry_delay
-            if delay is None or attempt == attempts or delay > self._max_retry_wait:
-                raise _with_attempts(outcome.error, attempt)
+            if delay is None or self._retries.gives_up(delay, attempt):
+                raise with_attempts(outcome.error, attempt)
             logger.info(
-                "%s: %s (attempt %d of %d); retrying in %.2fs",
-                endpoint,
+                "request failed: %s; retrying in %.2fs",
                 outcome.error.message,
-                attempt,
-                attempts,
                 delay,
+                extra={
+                    "endpoint": endpoint,
+                    "reason": outcome.error.reason,
+                    "attempt": attempt,
+                    "attempts": attempts,
+                },
             )
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
@@ -362,11 +359,12 @@ class NorthflankClient:
                     body = await _read_capped(response, limit)
                 finally:
                     await response.aclose()
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, httpx.TimeoutException) as exc:
             # Also when the headers came but the body did not: the attempt produced nothing usable.
-            no_response = CODE_TIMEOUT
+            no_response, cause = CODE_TIMEOUT, describe_timeout(exc, request.url, self._timeout)
         except httpx.TransportError as exc:
-            no_response, cause = CODE_CONNECTION_ERROR, type(exc).__name__
+            # Which host, and refused, unresolvable or untrusted: fixed phrases, never the exception's text.
+            no_response, cause = CODE_CONNECTION_ERROR, describe_connection_error(exc, request.url)
         except httpx.DecodingError:
             undecodable = True
         duration = time.perf_counter() - started
@@ -377,11 +375,11 @@ class NorthflankClient:
 
         error: NorthflankError
         if no_response == CODE_TIMEOUT:
-            error = RequestTimeoutError(f"no complete response within {self._timeout:g}s", endpoint=endpoint)
-            return _Attempt(None, rate_limit, error=error, retry_delay=self._backoff(attempt))
+            error = RequestTimeoutError(cause, endpoint=endpoint)
+            return _Attempt(None, rate_limit, error=error, retry_delay=self._retries.backoff(attempt))
         if no_response == CODE_CONNECTION_ERROR:
-            error = TransportError(f"connection failed ({cause})", endpoint=endpoint)
-            return _Attempt(None, rate_limit, error=error, retry_delay=self._backoff(attempt))
+            error = TransportError(cause, endpoint=endpoint)
+            return _Attempt(None, rate_limit, error=error, retry_delay=self._retries.backoff(attempt))
         if status_code is None or reading is None:  # pragma: no cover - only a response sets them
             error = InvalidResponseError("no response could be read", endpoint=endpoint)
             return _Attempt(None, rate_limit, error=error)
@@ -415,36 +413,22 @@ class NorthflankClient:
         api_message = clean_message(api_error.message if api_error else None, secret)
         error_id = clean_error_id(api_error.id if api_error else None, secret)
         if status_code == 429:
-            now = self._clock.now()
-            wait: float | None = None
-            retry_after = headers.get("retry-after")
-            if retry_after is not None:
-                wait = retry_after_wait(retry_after, reading.server_now)
-                if wait is None:
-                    self._invalid_header(
-                        "retry-after",
-                        "neither seconds nor a time within the API's 1 h rate-limit window; "
-                        "waiting for x-ratelimit-reset or backing off instead",
-                    )
-            if wait is None:
-                wait = reading.reset
-            if wait is not None and wait > self._max_retry_wait:
-                summary = f"rate limited for {wait:.0f}s, longer than the {self._max_retry_wait:g}s allowed"
-            else:
-                summary = "rate limited"
-            error: ApiError = RateLimitedError(
-                _join(summary, api_message),
+            limited, delay = self._retries.rate_limited(
+                headers,
+                reading,
+                now=self._clock.now(),
+                attempt=attempt,
+                invalid_header=self._invalid_header,
                 endpoint=endpoint,
+                api_message=api_message,
                 error_id=error_id,
-                retry_at=now + wait if wait is not None else None,
             )
-            delay = wait if wait is not None else self._backoff(attempt)
-            return _Attempt(status_code, rate_limit, error=error, retry_delay=delay)
+            return _Attempt(status_code, rate_limit, error=limited, retry_delay=delay)
         retry_delay: float | None = None
         kind: type[ApiError]
         if status_code >= 500:
             kind, summary = ServerError, "server error"
-            retry_delay = self._backoff(attempt)
+            retry_delay = self._retries.backoff(attempt)
         else:
             kind, summary = _STATUS_ERRORS.get(
                 status_code, (ApiError, "request rejected" if status_code >= 400 else "unexpected response")
@@ -452,7 +436,7 @@ class NorthflankClient:
             if status_code == 401 and self._token_replaced(secret):
                 retry_delay = 0.0  # the token file was rotated: the new token is tried at once
         error = kind(
-            _join(summary, api_message), endpoint=endpoint, status_code=status_code, error_id=error_id
+            join_message(summary, api_message), endpoint=endpoint, status_code=status_code, error_id=error_id
         )
         return _Attempt(status_code, rate_limit, error=error, retry_delay=retry_delay)
 
@@ -462,11 +446,6 @@ class NorthflankClient:
         if isinstance(self._token, ReloadableToken):
             self._token.reload()
         return self._token.get_secret_value() != rejected
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential, capped at ``max_retry_wait``, with jitter between half and all of it."""
-        ceiling = min(self._max_retry_wait, self._backoff_base * 2.0 ** min(attempt - 1, 32))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
 
     def _observe_headers(self, headers: httpx.Headers) -> HeaderReading:
         reading = self._headers.read(headers)
@@ -478,14 +457,6 @@ class NorthflankClient:
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------
-
-
-def _with_attempts(error: NorthflankError, attempts: int) -> NorthflankError:
-    """The error of the last attempt, saying how many there were when it was not the first."""
-    if attempts > 1:
-        error.message = f"{error.message} (after {attempts} attempts)"
-        error.args = (error.message,)
-    return error
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
@@ -500,10 +471,6 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
-
-
-def _join(summary: str, api_message: str | None) -> str:
-    return f"{summary}: {api_message}" if api_message else summary
 
 
 __all__ = [

@@ -36,6 +36,7 @@ from exporter.northflank.models import (
     Schedule,
 )
 from exporter.northflank.problemlog import ProblemLog
+from exporter.resources import Resource
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +53,27 @@ class Listing(Generic[T]):
     key: str | None
     #: validates one item
     adapter: TypeAdapter[T]
-    #: the ``resource`` label of the invalid-items counter (one of ``ITEM_RESOURCES``)
-    resource: str
+    #: the ``resource`` label of the invalid-items counter
+    resource: Resource
     #: the documentation marks the list optional: an absent one is an empty listing
     optional: bool = False
 
 
-PROJECTS = Listing(routes.PROJECTS, "projects", TypeAdapter(Project), "projects")
-ADDONS = Listing(routes.ADDONS, "addons", TypeAdapter(Addon), "addons")
-BACKUPS = Listing(routes.BACKUPS, "backups", TypeAdapter(Backup), "backups")
-SCHEDULES = Listing(routes.BACKUP_SCHEDULES, "schedules", TypeAdapter(Schedule), "schedules", optional=True)
-RESTORES = Listing(routes.ADDON_RESTORES, "restores", TypeAdapter(Restore), "restores", optional=True)
+PROJECTS = Listing(routes.PROJECTS, "projects", TypeAdapter(Project), Resource.PROJECTS)
+ADDONS = Listing(routes.ADDONS, "addons", TypeAdapter(Addon), Resource.ADDONS)
+BACKUPS = Listing(routes.BACKUPS, "backups", TypeAdapter(Backup), Resource.BACKUPS)
+SCHEDULES = Listing(
+    routes.BACKUP_SCHEDULES, "schedules", TypeAdapter(Schedule), Resource.SCHEDULES, optional=True
+)
+RESTORES = Listing(routes.ADDON_RESTORES, "restores", TypeAdapter(Restore), Resource.RESTORES, optional=True)
 DESTINATIONS = Listing(
-    routes.BACKUP_DESTINATIONS, "backupDestinations", TypeAdapter(BackupDestination), "backup_destinations"
+    routes.BACKUP_DESTINATIONS,
+    "backupDestinations",
+    TypeAdapter(BackupDestination),
+    Resource.BACKUP_DESTINATIONS,
 )
 DESTINATION_BACKUPS = Listing(
-    routes.DESTINATION_BACKUPS, None, TypeAdapter(DestinationBackup), "destination_backups"
+    routes.DESTINATION_BACKUPS, None, TypeAdapter(DestinationBackup), Resource.DESTINATION_BACKUPS
 )
 LISTINGS: tuple[Listing[Any], ...] = (
     PROJECTS,
@@ -140,7 +146,11 @@ class Collected(Generic[T]):
 
 
 def finish(
-    collected: Collected[T], resource: str, endpoint: str, metrics: ApiMetrics | None, problems: ProblemLog
+    collected: Collected[T],
+    resource: Resource,
+    endpoint: str,
+    metrics: ApiMetrics | None,
+    problems: ProblemLog,
 ) -> list[T]:
     """The listing's items; its invalid items counted, and logged unless the listing fails for them
     (then the error says it, once, where the caller logs its failures)."""
@@ -160,6 +170,7 @@ def finish(
             resource,
             ", ".join(sorted(set(unknown))),
             quiet,
+            extra={"resource": str(resource), "endpoint": endpoint},
         )
     items = collected.result(endpoint)
     if collected.invalid:
@@ -173,6 +184,7 @@ def finish(
             len(items),
             collected.described(),
             quiet,
+            extra={"resource": str(resource), "endpoint": endpoint},
         )
     return items
 

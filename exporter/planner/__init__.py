@@ -11,6 +11,10 @@ successfully and every listed project's addon listing was answered (successfully
 whose listing fails is retried and counted, it does not hold readiness). From then on the exporter
 serves what it has; ``northflank_exporter_initial_read_ratio`` shows how far the first reads are.
 
+The projects listing goes first and alone at start, in a forced pass (:meth:`PlanningLoop.read_everything`)
+and while the token is refused (a 401 anywhere sends it at once): any other listing would be refused
+too, so one request says whether the token works; the rest follows once it is answered otherwise.
+
 Tiers, in priority order:
 
 ``fast``
@@ -35,12 +39,17 @@ Tiers, in priority order:
 ``slow``
     Schedules and restores, every ``schedules_interval`` / ``restores_interval``.
 
-How the budget is spent. Three token buckets refill at fixed shares of the budget: fast 30%, floor
-20%, discovery and slow together 40%. A global bucket refills at the whole budget (paced over the hour,
-with a tenth of it available at once). A due refresh starts when its tier's bucket and the global one
-have the tokens (its expected cost: the page count of its last read); what the capped tiers leave
-unused in the global bucket goes first to ``new`` (finite: it cannot starve anyone), then to ``fast``
-once its checks are more than ten minutes late, then to the others catching up. The request gate
+How the budget is spent. Three token buckets refill at shares fitted to the fleet
+(:func:`~exporter.planner.policy.fit_shares`): discovery and slow together twice what their cadence
+spends, at most 40%; the floor twice what it spends, at most 20%; the fast tier the rest but a spare
+10% (at least 30%). A global bucket refills at the whole budget (paced over the hour, with a tenth of it
+available at once). A due refresh starts when its tier's bucket and the global one have the tokens (its
+expected cost: the page count of its last read); what the capped tiers leave unused in the global bucket
+goes first to ``new`` (finite: it cannot starve anyone), then to ``fast`` at once (it takes what the
+other tiers leave), then to the others catching up. Once the floor is stretched past hourly, an addon
+whose runs come at least daily is floored by its runs, a run's first look allows two minutes for the
+run to start, and restores' first reads borrow after the fast tier: the budget goes to reading runs as
+they end. The request gate
 (:class:`~exporter.budget.RequestBudget`) still holds every request to the rolling-hour budget, the
 reserve and any 429. So no tier starves another, and a small fleet spends only what its plans need.
 
@@ -57,8 +66,9 @@ time or the next token: it never polls. Everything reads the injected clock: und
 """
 
 from exporter.buckets import TokenBucket
+from exporter.metrics import NEXT_REFRESH
 from exporter.planner.loop import PlanningLoop, Refreshes
-from exporter.planner.metrics import NEXT_REFRESH, NextRefreshRenderer, PlannerCollector, initial_read_ratio
+from exporter.planner.metrics import NextRefreshRenderer, PlannerCollector, initial_read_ratio
 from exporter.planner.policy import (
     BUCKET_SHARES,
     DESTINATIONS,

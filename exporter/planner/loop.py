@@ -12,13 +12,13 @@ from typing import Protocol
 from exporter.buckets import MIN_WAIT, TokenBucket
 from exporter.budget import RequestBudget
 from exporter.clock import Clock
-from exporter.northflank.errors import RateLimitedError
+from exporter.northflank.errors import AuthError, RateLimitedError
+from exporter.planner import persistence
 from exporter.planner.policy import (
     BORROW_ORDER,
+    BORROW_ORDER_LATE_FIRST_READS,
     BUCKET_BURST_SECONDS,
-    BUCKET_SHARES,
     DESTINATIONS,
-    FAST_BORROW_LATENESS,
     GLOBAL_BURST_SHARE,
     HELD_IN_WARMUP,
     HOUR,
@@ -30,13 +30,16 @@ from exporter.planner.policy import (
     Cadence,
     Plan,
     PlannerSettings,
+    Shares,
     Target,
     Tier,
 )
-from exporter.planner.targets import TargetBook, TargetState
+from exporter.planner.push import Pushes
+from exporter.planner.targets import TargetBook, TargetState, target_fields
 from exporter.poller import Outcome
 from exporter.resources import Resource
 from exporter.snapshot import AddonKey, AddonResource, Snapshot, SnapshotStore
+from exporter.state.records import PlannerState
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +90,23 @@ class PlanningLoop:
         self._wake = asyncio.Event()
         now = clock.now()
         self._global = _bucket(limit, GLOBAL_BURST_SHARE * HOUR, now)
+        self._shares = self._book.shares
         self._buckets = {
-            name: _bucket(share * limit, BUCKET_BURST_SECONDS[name], now)
-            for name, share in BUCKET_SHARES.items()
+            name: _bucket(rate, BUCKET_BURST_SECONDS[name], now) for name, rate in self._shares.items()
         }
         self._started: dict[Tier, int] = dict.fromkeys(Tier, 0)
+        #: The previous process's plans (--storage.path), applied when the loop starts (they need the
+        #: snapshot, which the planner sees only while it runs).
+        self._restored: PlannerState | None = None
+        #: Only the projects listing may go until it is answered: at start, in a forced pass, and while
+        #: the token is refused (any other listing would be refused too: one request says it).
+        self._projects_first = True
+        #: Set while nothing is in flight and nothing may start now (see :attr:`settled`).
+        self._settled = asyncio.Event()
+        #: What webhook events ask for (see :meth:`hint`).
+        self._push = Pushes(self._book, budget, clock=clock, wake=self._wake)
+        #: Reads started for webhook events (counted in the fast tier too).
+        self.hinted_reads = 0
 
     # -- what the collector reads ---------------------------------------------------------------------
 
@@ -133,6 +148,10 @@ class PlanningLoop:
     async def run(self, refresher: Refreshes, stop: asyncio.Event) -> None:
         self._refresher = refresher
         now = self._clock.now()
+        if self._restored is not None:
+            if persistence.resume(self._book, self._restored, now):
+                self._projects_first = False
+            self._restored = None
         for target in (PROJECTS, DESTINATIONS):
             if target not in self._book.states:
                 self._book.add(target, now)
@@ -146,6 +165,10 @@ class PlanningLoop:
                     # A bug in planning must not end the polling; look again in a minute.
                     log.exception("planning failed unexpectedly; trying again in a minute")
                     wake_at = self._clock.now() + 60.0
+                if self._tasks:
+                    self._settled.clear()
+                else:
+                    self._settled.set()
                 await self._sleep_until(wake_at)
         finally:
             watcher.cancel()
@@ -176,11 +199,11 @@ class PlanningLoop:
         Two passes over the tiers. First each capped tier spends its own share (fast first): a due
         refresh goes when its tier's bucket has the tokens. Then the budget nobody is using (the global
         bucket's tokens) goes to the tiers that still have due refreshes: new ones first (they are
-        finite), then the fast tier when its checks are over ``FAST_BORROW_LATENESS`` late, then the
-        others catching up. The global bucket paces everything: when the chosen refresh must wait for
-        it, nothing behind it may go first. While first reads of backups or schedules wait, the
-        discovery, floor and slow tiers spend their own shares only on refreshes over WARMUP_HOLD
-        overdue, so that the first reads take what the fast tier leaves.
+        finite; restores' first reads only after the fast tier), then the fast tier (it takes what the
+        others leave), then the others catching up. The global bucket paces everything: when the chosen
+        refresh must wait for it, nothing behind it may go first. While first reads of backups or
+        schedules wait, the discovery, floor and slow tiers spend their own shares only on refreshes
+        over WARMUP_HOLD overdue, so that the first reads take what the fast tier leaves.
         """
         self._follow_budget(now)
         wake: float | None = None
@@ -191,11 +214,22 @@ class PlanningLoop:
 
         ordinary_gate = self._budget.delay(now, essential=False)
         essential_gate = self._budget.delay(now, essential=True) if ordinary_gate > 0 else 0.0
+        if self._projects_first:
+            return self._start_projects(now, ordinary_gate)
+        if self._push.hinted:
+            # Webhook reads go ahead of every tier; while one waits for the budget, nothing jumps it.
+            blocked = self._start_hinted(now, essential_gate)
+            if blocked is not None:
+                return blocked
+        # While events come, the tiers leave the webhook's reads room for their next burst.
+        headroom = self._push.headroom(now)
+        ordinary_gate, essential_gate = max(ordinary_gate, headroom), max(essential_gate, headroom)
         while len(self._tasks) < self._settings.concurrency:
             chosen: tuple[Tier, TargetState, bool] | None = None
             first = self._book.top(Tier.NEW)
             warming = first is not None and first.order <= PRIORITY_FIRST_READS
-            for borrowing, order in ((False, OWN_ORDER), (True, BORROW_ORDER)):
+            borrow_order = BORROW_ORDER if warming else BORROW_ORDER_LATE_FIRST_READS
+            for borrowing, order in ((False, OWN_ORDER), (True, borrow_order)):
                 for tier in order:
                     entry = self._book.top(tier)
                     if entry is None:
@@ -217,9 +251,6 @@ class PlanningLoop:
                         if wait > 0:
                             later(now + wait)
                             continue
-                    elif tier is Tier.FAST and entry.due > now - FAST_BORROW_LATENESS:
-                        later(entry.due + FAST_BORROW_LATENESS)
-                        continue
                     chosen = (tier, state, borrowing)
                     break
                 if chosen is not None:
@@ -261,7 +292,7 @@ class PlanningLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("refreshing %s failed unexpectedly", target)
+                log.exception("a refresh failed unexpectedly", extra=target_fields(target))
                 outcome = None
         now = self._clock.now()
         extra = tally.requests - estimate
@@ -276,7 +307,10 @@ class PlanningLoop:
             self._finish(state, outcome, tally.requests, now)
         except Exception:
             # A bug in planning must not leave the target unplanned (it would never be read again).
-            log.exception("planning the next refresh of %s failed unexpectedly; trying in a minute", target)
+            log.exception(
+                "planning the next refresh failed unexpectedly; trying in a minute",
+                extra=target_fields(target),
+            )
             if self._book.states.get(target) is state:
                 state.plan = Plan(now + 60.0, state.plan.tier, "retry")
                 self._book.push(state)
@@ -300,6 +334,15 @@ class PlanningLoop:
     def _finish(self, state: TargetState, outcome: Outcome | None, requests: int, now: float) -> None:
         error = outcome.error if outcome is not None else None
         current = self._book.states.get(state.target) is state
+        if isinstance(error, AuthError):
+            self._projects_first = True
+            projects = self._book.states.get(PROJECTS)
+            if projects is not None and state.target != PROJECTS:
+                # The token was refused elsewhere: ask the projects listing at once whether it works.
+                projects.forced = now
+                self._book.replan(projects, now)
+        elif state.target == PROJECTS and not isinstance(error, RateLimitedError):
+            self._projects_first = False
         if isinstance(error, RateLimitedError) and current and outcome is not None and not outcome.gone:
             # Not this listing's fault: it stays due and goes first once the API takes requests again.
             self._budget.rate_limited(error.retry_at)
@@ -313,18 +356,122 @@ class PlanningLoop:
             raise RuntimeError("the planner reads the snapshot only while it runs")
         return self._refresher
 
+    # -- webhook hints (exporter.web.webhook) ---------------------------------------------------------
+
+    def hint(self, addon: str, project: str | None = None, *, read: bool = True) -> bool:
+        """See :meth:`.push.Pushes.hint`."""
+        return self._push.hint(addon, project, read=read)
+
+    def hint_due(self) -> int:
+        """See :meth:`.push.Pushes.hint_due`."""
+        return self._push.hint_due()
+
+    def pushed_floor(self) -> float | None:
+        """See :meth:`.push.Pushes.pushed_floor`."""
+        return self._push.pushed_floor()
+
+    def _start_hinted(self, now: float, gate: float) -> float | None:
+        """Start the hinted reads that may start now; when to look again if one must wait for the
+        budget (None: none waits, or only for a slot or a read in flight, whose end wakes the loop)."""
+        hinted = self._push.hinted
+        for key in list(hinted):
+            if len(self._tasks) >= self._settings.concurrency:
+                return None
+            state = self._book.states.get(Target(Resource.BACKUPS, *key))
+            if state is None:
+                del hinted[key]
+                continue
+            if state.in_flight:
+                # The read in flight may have begun before the backup ended: read again after it.
+                continue
+            if gate > 0:
+                return now + max(gate, MIN_WAIT)
+            del hinted[key]
+            # Its queued plan is superseded (the queue drops it); the read starts now. It does not wait
+            # for the global bucket's pace (a burst of runs ending together would queue for minutes)
+            # but pays it, so the tiers slow down after a burst; the request gate still bounds it all,
+            # and Pushes.headroom keeps room in the rolling window for it.
+            state.version += 1
+            state.in_flight = True
+            cost = state.cost
+            self._global.take(now, cost)
+            self._started[Tier.FAST] += 1
+            self.hinted_reads += 1
+            self._tasks[state.target] = asyncio.create_task(
+                self._refresh(state, Tier.FAST, cost, None), name=f"refresh {state.target} (webhook)"
+            )
+        return None
+
+    # -- forced passes and the projects listing first --------------------------------------------------
+
+    @property
+    def settled(self) -> asyncio.Event:
+        """Set while the loop has nothing in flight and nothing it may start now (all is read, or what is
+        due waits for the budget or for a later time); cleared when a refresh starts or a pass is forced."""
+        return self._settled
+
+    def read_everything(self) -> None:
+        """A forced pass: every target due now, the projects listing first and alone (the rest follows
+        once it is answered, and not while the token is refused), each within the request budget."""
+        now = self._clock.now()
+        self._book.force_all(now)
+        self._projects_first = True
+        self._settled.clear()
+        self._wake.set()
+
+    def _start_projects(self, now: float, gate: float) -> float | None:
+        """While only the projects listing may go: start it when it is due and the budget allows; when to
+        look again (None: when it ends)."""
+        state = self._book.states.get(PROJECTS)
+        if state is None or state.in_flight:
+            return None
+        if state.plan.due > now:
+            return state.plan.due
+        if gate > 0:
+            return now + max(gate, MIN_WAIT)
+        wait = self._global.wait(now, state.cost)
+        if wait > 0:
+            return now + wait
+        # Its queued plan is superseded (the queue drops it); it costs the global bucket, as a borrow.
+        state.version += 1
+        state.in_flight = True
+        self._global.take(now, state.cost)
+        self._started[state.plan.tier] += 1
+        self._tasks[PROJECTS] = asyncio.create_task(
+            self._refresh(state, state.plan.tier, state.cost, None), name="refresh projects"
+        )
+        return None
+
     # -- fitting the plan to the budget ---------------------------------------------------------------
 
     def _follow_budget(self, now: float) -> None:
         limit = self._budget.limit
-        if limit == self._book.limit:
+        if limit != self._book.limit:
+            self._book.limit = limit
+            self._global.configure(now, limit / HOUR, max(1.0, GLOBAL_BURST_SHARE * limit))
+            self._book.refit(now)
+        self._follow_shares(now, self._book.shares)
+
+    def _follow_shares(self, now: float, shares: Shares) -> None:
+        """Refill each capped tier's bucket at its share as last fitted (the fleet or the budget moved)."""
+        if shares == self._shares:
             return
-        self._book.limit = limit
-        self._global.configure(now, limit / HOUR, max(1.0, GLOBAL_BURST_SHARE * limit))
-        for name, share in BUCKET_SHARES.items():
-            rate = share * limit / HOUR
+        self._shares = shares
+        for name, per_hour in shares.items():
+            rate = per_hour / HOUR
             self._buckets[name].configure(now, rate, max(1.0, rate * BUCKET_BURST_SECONDS[name]))
-        self._book.refit(now)
+
+    # -- across a restart (--storage.path) ------------------------------------------------------------
+
+    def export_state(self) -> PlannerState:
+        """See :func:`.persistence.export_state` (the global bucket saved as ``global``)."""
+        return persistence.export_state(self._book, {"global": self._global, **self._buckets})
+
+    def restore_state(self, state: PlannerState) -> None:
+        """Take the previous process's state: the buckets at once (a restart must not refill them), the
+        plans when the loop starts."""
+        persistence.restore_buckets({"global": self._global, **self._buckets}, state, self._clock.now())
+        self._restored = state
 
 
 __all__ = ["PlanningLoop", "Refreshes"]

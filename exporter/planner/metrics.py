@@ -1,4 +1,5 @@
-"""What the planner exposes, computed at scrape time from its plans and the snapshot."""
+"""What the planner exposes, computed at scrape time from its plans and the snapshot. The families are
+declared in :mod:`exporter.metrics` with every other one."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from prometheus_client.registry import Collector
 
 from exporter.clock import Clock
 from exporter.exposition import format_value, label_set
+from exporter.metrics import (
+    INITIAL_READ_RATIO,
+    NEXT_REFRESH,
+    PLANNED_INTERVAL,
+    PLANNED_REFRESHES,
+    STALEST_REFRESH_AGE,
+)
 from exporter.planner.loop import PlanningLoop
-from exporter.planner.next_refresh import NEXT_REFRESH
 from exporter.planner.policy import Target
 from exporter.resources import ADDON_RESOURCES, Resource
 from exporter.snapshot import Snapshot
@@ -39,28 +46,18 @@ class PlannerCollector(Collector):
                 at = planner.known_since(Target(Resource.BACKUPS, *key))
             if at is not None and (stalest is None or at < stalest):
                 stalest = at
-        age = GaugeMetricFamily(
-            "northflank_exporter_stalest_refresh_age_seconds",
-            "Seconds since the least recently read addon backup listing was read (or, if never, since "
-            "the addon was discovered). Grows when the fleet is too big for the request budget.",
-        )
+        age = GaugeMetricFamily(STALEST_REFRESH_AGE.name, STALEST_REFRESH_AGE.help)
         if stalest is not None:
             age.add_metric([], max(0.0, now - stalest))
         yield age
         started = CounterMetricFamily(
-            "northflank_exporter_planned_refreshes",
-            "Refreshes the planner started, by tier: fast (scheduled runs and backups in progress), new "
-            "(first reads), discovery, floor (backups not read for a while), slow (schedules, restores).",
-            labels=["tier"],
+            PLANNED_REFRESHES.name, PLANNED_REFRESHES.help, labels=PLANNED_REFRESHES.labels
         )
         for tier, count in planner.started().items():
             started.add_metric([tier.label], count)
         yield started
         interval = GaugeMetricFamily(
-            "northflank_exporter_planned_interval_seconds",
-            "The refresh interval of each periodic tier after fitting it into the request budget: floor "
-            "(each addon's backups at least this often), discovery, schedules, restores.",
-            labels=["tier"],
+            PLANNED_INTERVAL.name, PLANNED_INTERVAL.help, labels=PLANNED_INTERVAL.labels
         )
         cadence = planner.cadence
         for name, seconds in (
@@ -71,6 +68,9 @@ class PlannerCollector(Collector):
             ("restores", cadence.restores),
         ):
             interval.add_metric([name], seconds)
+        pushed_floor = planner.pushed_floor()
+        if pushed_floor is not None:  # addons the webhook covers are floored this far apart
+            interval.add_metric(["floor_pushed"], pushed_floor)
         yield interval
         yield initial_read_ratio(self._snapshot())
 
@@ -125,12 +125,7 @@ def initial_read_ratio(snapshot: Snapshot) -> GaugeMetricFamily:
     listing of each resource has been read successfully at least once. 0 before projects were ever
     listed (nothing is known), 1 for a discovered fleet without addons (nothing is missing)."""
     family = GaugeMetricFamily(
-        "northflank_exporter_initial_read_ratio",
-        "Share (0 to 1) of the addons the exporter has discovered whose resource (backups, schedules, "
-        "restores) it has read successfully at least once: the progress of the first complete read "
-        "after start, which reads every addon's backups before any schedule or restore. 0 until the "
-        "projects were listed once; 1 when there is no addon.",
-        labels=["resource"],
+        INITIAL_READ_RATIO.name, INITIAL_READ_RATIO.help, labels=INITIAL_READ_RATIO.labels
     )
     addons = snapshot.addons.values()
     for resource in ADDON_RESOURCES:

@@ -43,11 +43,12 @@ TIER_BUCKET: Mapping[Tier, str] = {
 }
 OWN_ORDER = (Tier.FAST, Tier.DISCOVERY, Tier.FLOOR, Tier.SLOW)
 #: Who gets the budget no tier is using: first reads first (they are finite, so they cannot starve the
-#: others), then the fast tier, but only once it is behind (see FAST_BORROW_LATENESS).
+#: others), then the fast tier at once (it takes what the other tiers leave: see fit_shares), then the
+#: others catching up.
 BORROW_ORDER = (Tier.NEW, Tier.FAST, Tier.DISCOVERY, Tier.FLOOR, Tier.SLOW)
-#: The fast tier keeps to its own share while its checks are less than this late; past it, it also
-#: takes budget no other tier is using. (Below it, extra follow-ups would cost more than they gain.)
-FAST_BORROW_LATENESS = 600.0
+#: Once the first reads left are restores' (see PRIORITY_FIRST_READS), they come after the fast tier too:
+#: at 1000 addons they would otherwise take every idle token for hours while runs wait to be read.
+BORROW_ORDER_LATE_FIRST_READS = (Tier.FAST, Tier.NEW, Tier.DISCOVERY, Tier.FLOOR, Tier.SLOW)
 #: While first reads of backups and schedules wait, the discovery, floor and slow tiers hold their own
 #: shares back for them, but not for a refresh more than this overdue: a fleet whose first reads take
 #: many hours still notices projects and addons that come and go.
@@ -69,9 +70,15 @@ PRIORITY_FIRST_READS = 2
 HELD_IN_WARMUP = frozenset((Tier.DISCOVERY, Tier.FLOOR, Tier.SLOW))
 
 
-#: Share of the budget each bucket refills at. The remaining 10% absorbs new resources, extra pages and
-#: retries.
+#: The most of the budget each capped tier's bucket refills at: the floor's and the slow tier's are caps
+#: (they get what their fitted cadence spends, at most this: see fit_shares); the fast tier's is its least
+#: (it gets what the others leave).
 BUCKET_SHARES: Mapping[str, float] = {"fast": 0.30, "floor": 0.20, "slow": 0.40}
+#: Share of the budget no bucket refills at: it absorbs new resources, extra pages and retries.
+SPARE_SHARE = 0.10
+#: The floor and the slow tier refill at this many times what their cadence spends (within their caps):
+#: room to catch up after the warm-up or an outage, since the fast tier borrows every idle token first.
+SHARE_HEADROOM = 2.0
 #: How much each bucket may save up, in seconds of its refill: the fast tier absorbs a cluster of runs.
 BUCKET_BURST_SECONDS: Mapping[str, float] = {"fast": 600.0, "floor": 300.0, "slow": 300.0}
 #: The global bucket paces the whole budget over the hour, with this much of it available at once.
@@ -82,6 +89,10 @@ GLOBAL_BURST_SHARE = 0.1
 #: The first look at a scheduled run: this fraction of the typical duration after the run time (the
 #: short end of how long a run takes: a look earlier than that is almost always wasted).
 FIRST_CHECK_FRACTION = 0.6
+#: Once the floor is stretched past hourly (the budget is short), a scheduled run's first look also waits
+#: this long for the run to start (runs start up to two minutes after their time): a look before the
+#: backup can have ended costs a request the fast tier then lacks for another addon's run.
+START_ALLOWANCE = 120.0
 #: Follow-ups while a backup runs (or its run has not started yet): this fraction of its typical
 #: duration apart, clamped to [MIN_FOLLOW_UP, MAX_FOLLOW_UP].
 FOLLOW_UP_FRACTION = 0.15
@@ -104,6 +115,10 @@ FLOOR_CEILING = HOUR
 #: Addons without a schedule are floored this many times as often: it is the only way to see their
 #: (manual) backups, while a scheduled addon's floor rarely finds anything its schedule did not predict.
 UNSCHEDULED_FLOOR_FACTOR = 4.0
+#: Once the floor is stretched past hourly, an addon whose runs come at least this often is floored no
+#: more often than its runs come: each run's fast checks read it anyway, so the floor between runs would
+#: only find a manual backup, and the fast tier spends that budget on every addon's runs instead.
+RUN_FLOOR_MAX = 24 * HOUR
 #: A failed refresh is retried after this, doubling per consecutive failure, up to its usual interval.
 RETRY_BASE = 60.0
 
@@ -223,6 +238,60 @@ def fit_cadence(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """What each capped tier's token bucket refills at, in requests per hour."""
+
+    fast: float
+    floor: float
+    slow: float
+
+    def items(self) -> tuple[tuple[str, float], ...]:
+        return (("fast", self.fast), ("floor", self.floor), ("slow", self.slow))
+
+
+def fit_shares(
+    budget: float,
+    cadence: Cadence,
+    *,
+    addons: int,
+    floor_addons: int,
+    discovery_items: int,
+    unscheduled_addons: int = 0,
+    run_floored_addons: int = 0,
+) -> Shares:
+    """The buckets' rates for a fleet, its fitted ``cadence`` and a budget (requests per hour).
+
+    The slow tier (discovery, schedules, restores) and the floor get SHARE_HEADROOM times what their
+    cadence spends, at most their BUCKET_SHARES; the fast tier gets the rest but SPARE_SHARE, at least
+    its own BUCKET_SHARES.
+    The floor's spending counts the ``unscheduled_addons`` at ``floor_unscheduled`` and the other
+    ``floor_addons`` at ``floor``, but not the ``run_floored_addons`` among them while the floor is
+    stretched past hourly (their runs refresh them: see RUN_FLOOR_MAX). So when the fleet is too big for
+    the budget, every request not needed by discovery, schedules, restores and the floor goes to reading
+    scheduled runs' backups as they end, instead of a fixed share of them.
+    """
+    slow = min(
+        BUCKET_SHARES["slow"] * budget,
+        SHARE_HEADROOM
+        * (
+            discovery_items * HOUR / cadence.discovery
+            + addons * HOUR / cadence.schedules
+            + addons * HOUR / cadence.restores
+        ),
+    )
+    floored = floor_addons - unscheduled_addons
+    if cadence.floor > FLOOR_CEILING:
+        floored -= run_floored_addons
+    floor = min(
+        BUCKET_SHARES["floor"] * budget,
+        SHARE_HEADROOM
+        * (max(0, floored) * HOUR / cadence.floor + unscheduled_addons * HOUR / cadence.floor_unscheduled),
+    )
+    fast = max(BUCKET_SHARES["fast"] * budget, (1.0 - SPARE_SHARE) * budget - slow - floor)
+    return Shares(fast=fast, floor=floor, slow=slow)
+
+
 def retry_delay(failures: int, interval: float) -> float:
     """How long after its latest failure a target is tried again: doubling, up to its usual interval."""
     return min(interval, RETRY_BASE * 2.0 ** min(failures - 1, 30))
@@ -261,6 +330,58 @@ class BackupsView:
     summary: BackupSummary | None = None
     #: The addon's schedules (empty: none, or not known yet).
     calendars: tuple[ScheduleCalendar, ...] = ()
+    #: When the latest webhook event named this addon, and this addon's project (None: never).
+    pushed_at: float | None = None
+    project_pushed_at: float | None = None
+
+
+# -- webhook push: what is left to polling when Northflank says when a backup ends -------------------------
+
+#: A pushed addon's fast checks wait for its events: its first check comes ``push_fallback`` after the run
+#: (or the start of the backup in progress), to catch a lost delivery. The shorter the budget (the more
+#: the floor is stretched past hourly), the later: a check that comes before the backup ends costs a
+#: request the event would have saved (a run lasts over its typical duration half the time, over 1.5
+#: typical durations ~9% of it). One typical duration up to a floor stretched PUSH_FALLBACK_KNEE times,
+#: then a tenth more per stretch, up to PUSH_FALLBACK_MAX; plus PUSH_FALLBACK_SLACK (a run starts up to
+#: two minutes late).
+PUSH_FALLBACK_KNEE = 5.0
+PUSH_FALLBACK_PER_STRETCH = 0.1
+PUSH_FALLBACK_MAX = 1.5
+PUSH_FALLBACK_SLACK = 120.0
+#: A pushed addon with a schedule is floored at least this far apart: each event reads it; the floor is
+#: left to catch what the webhook lost. (An addon without one keeps its floor: a lost event of a manual
+#: backup is seen as soon as without a webhook.)
+PUSH_FLOOR = 26 * HOUR
+#: An addon never named by an event counts as pushed while its project was named this recently (an
+#: integration may cover only some projects).
+PUSH_TRUST = 2 * HOUR
+#: The exporter's and the API's clocks may differ this much when an event is compared with a backup.
+PUSH_SKEW = 300.0
+
+
+def push_covered(view: BackupsView) -> bool:
+    """Whether the webhook is expected to say when this addon's next backup ends: an event named the
+    addon after its newest known backup was initiated (a backup initiated after the latest event is one
+    whose delivery was lost: polled as usual until an event comes again); or, never named itself, its
+    project was named within PUSH_TRUST of the last read."""
+    summary = view.summary
+    last = summary.last_initiated_at if summary is not None else None
+    if view.pushed_at is not None:
+        return last is None or view.pushed_at >= last - PUSH_SKEW
+    read_at = view.last_success
+    return (
+        view.project_pushed_at is not None
+        and read_at is not None
+        and view.project_pushed_at >= read_at - PUSH_TRUST
+    )
+
+
+def push_fallback(typical: float, stretch: float) -> float:
+    """How long after a run (or a backup's start) a pushed addon is checked anyway, for a floor stretched
+    ``stretch`` times past hourly."""
+    over = max(0.0, stretch - PUSH_FALLBACK_KNEE)
+    factor = min(PUSH_FALLBACK_MAX, 1.0 + PUSH_FALLBACK_PER_STRETCH * over)
+    return factor * typical + PUSH_FALLBACK_SLACK
 
 
 def typical_duration(summary: BackupSummary | None) -> float:
@@ -271,6 +392,11 @@ def typical_duration(summary: BackupSummary | None) -> float:
 
 def follow_up_gap(typical: float) -> float:
     return min(MAX_FOLLOW_UP, max(MIN_FOLLOW_UP, FOLLOW_UP_FRACTION * typical))
+
+
+def run_interval(calendars: Iterable[ScheduleCalendar]) -> float | None:
+    """The longest gap between two runs of the addon's most frequent schedule (None: no schedule)."""
+    return min((c.max_interval_seconds for c in calendars), default=None)
 
 
 def pending_run(
@@ -288,15 +414,23 @@ def pending_run(
     return min((c.next_run(anchor) for c in calendars), default=None)
 
 
-def plan_backups(view: BackupsView, *, floor: float, floor_unscheduled: float | None = None) -> Plan:
+def plan_backups(
+    view: BackupsView,
+    *,
+    floor: float,
+    floor_unscheduled: float | None = None,
+    floor_by_runs: bool = True,
+) -> Plan:
     """When an addon's backups are next worth a request, from what the last read said.
 
     The earliest of: the floor (``floor`` after the last read, ``floor_unscheduled`` when the addon has
-    no known schedule); a follow-up while a backup is in
+    no known schedule; when the floor is stretched past hourly and ``floor_by_runs`` (the floor is not a
+    configured max staleness: that is a promise), no less than the gap between its runs if they come at
+    least every RUN_FLOOR_MAX); a follow-up while a backup is in
     progress (from a fraction of its typical duration after it started, then every follow-up gap, until
     it is far past its typical duration); and the pending scheduled run's first check (a fraction of
-    the typical duration after the run time), or, when that check found the run not started yet, a
-    follow-up until it is too late to start.
+    the typical duration after the run time, START_ALLOWANCE later when the floor is stretched), or,
+    when that check found the run not started yet, a follow-up until it is too late to start.
     """
     if view.last_attempt is None:
         return Plan(view.known_since, Tier.NEW, "new")
@@ -306,12 +440,26 @@ def plan_backups(view: BackupsView, *, floor: float, floor_unscheduled: float | 
     summary = view.summary
     typical = typical_duration(summary)
     gap = follow_up_gap(typical)
-    if not view.calendars and floor_unscheduled is not None:
+    stretch = floor / FLOOR_CEILING
+    unscheduled = not view.calendars and floor_unscheduled is not None
+    if unscheduled and floor_unscheduled is not None:
         floor = floor_unscheduled
+    runs_every = run_interval(view.calendars)
+    if floor_by_runs and stretch > 1 and runs_every is not None and runs_every <= RUN_FLOOR_MAX:
+        # The budget is short: its runs refresh it; the floor waits for a run that did not come.
+        floor = max(floor, runs_every)
+    # Only when the budget is short (the floor stretched past hourly): with room to spare, polling as
+    # usual costs little and catches a lost delivery as soon as without a webhook.
+    pushed = stretch > 1 and push_covered(view)
+    first_check = FIRST_CHECK_FRACTION * typical
+    if pushed:
+        if not unscheduled:
+            floor = max(floor, PUSH_FLOOR)
+        first_check = push_fallback(typical, stretch)
     best = Plan(read_at + floor, Tier.FLOOR, "floor")
     started = summary.in_progress_started_at if summary is not None else None
     if started is not None and read_at < started + GIVE_UP_FACTOR * typical + GIVE_UP_SLACK:
-        due = max(read_at + gap, started + FIRST_CHECK_FRACTION * typical)
+        due = max(read_at + gap, started + first_check)
         if due <= best.due:
             best = Plan(due, Tier.FAST, "in-progress")
     run = pending_run(
@@ -320,7 +468,9 @@ def plan_backups(view: BackupsView, *, floor: float, floor_unscheduled: float | 
         last_initiated=summary.last_initiated_at if summary is not None else None,
     )
     if run is not None:
-        first = run + FIRST_CHECK_FRACTION * typical
+        first = run + first_check
+        if stretch > 1 and not pushed:
+            first += START_ALLOWANCE
         plan = (
             Plan(first, Tier.FAST, "scheduled-run")
             if read_at < first

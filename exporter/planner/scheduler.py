@@ -4,6 +4,7 @@ scheduler protocol (:class:`~exporter.poller.RefreshScheduler`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client.registry import Collector
 
@@ -13,6 +14,20 @@ from exporter.planner.loop import PlanningLoop
 from exporter.planner.metrics import NextRefreshRenderer, PlannerCollector
 from exporter.planner.policy import PlannerSettings
 from exporter.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the planner reads Settings; it needs nothing else of the flags' module
+    from exporter.config import Settings
+
+
+def planner_settings(settings: Settings) -> PlannerSettings:
+    """The planner's knobs, from the exporter's settings: the one place they are copied."""
+    return PlannerSettings(
+        max_staleness=settings.max_staleness,
+        discovery_interval=settings.discovery_interval,
+        schedules_interval=settings.schedules_interval,
+        restores_interval=settings.restores_interval,
+        concurrency=settings.concurrency,
+    )
 
 
 class Planner(PlanningLoop):
@@ -25,6 +40,11 @@ class Planner(PlanningLoop):
         self._metrics_clock = clock
         self._next_refresh = NextRefreshRenderer(self)
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, budget: RequestBudget, clock: Clock) -> Planner:
+        """The planner the flags ask for."""
+        return cls(budget, clock=clock, settings=planner_settings(settings))
+
     def collector(self, snapshot: Callable[[], Snapshot]) -> Collector:
         return PlannerCollector(self, snapshot, clock=self._metrics_clock)
 
@@ -36,4 +56,4 @@ class Planner(PlanningLoop):
         return self._next_refresh.render()
 
 
-__all__ = ["Planner"]
+__all__ = ["Planner", "planner_settings"]

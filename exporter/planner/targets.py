@@ -19,20 +19,24 @@ from exporter.planner.policy import (
     NEW_ORDER,
     PROJECTS,
     RESOURCE_RANK,
+    RUN_FLOOR_MAX,
     BackupsView,
     Cadence,
     PeriodicView,
     Plan,
     PlannerSettings,
+    Shares,
     Target,
     Tier,
     fit_cadence,
+    fit_shares,
     plan_backups,
     plan_periodic,
 )
 from exporter.poller import Outcome
 from exporter.resources import Resource
 from exporter.snapshot import AddonKey, Snapshot
+from exporter.state.records import TargetRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,16 @@ log = logging.getLogger(__name__)
 _ADDON_TARGET_ORDER = (Resource.SCHEDULES, Resource.BACKUPS, Resource.RESTORES)
 #: The listings whose answers make the snapshot ready (see TargetBook._answered).
 _DISCOVERY_LISTINGS = frozenset((Resource.PROJECTS, Resource.ADDONS))
+
+
+def target_fields(target: Target) -> dict[str, str]:
+    """A target as log fields (``resource=backups project=... addon=...``), not words of the message."""
+    fields = {"resource": str(target.resource)}
+    if target.project:
+        fields["project"] = target.project
+    if target.addon:
+        fields["addon"] = target.addon
+    return fields
 
 
 def _set_member(items: set[AddonKey], key: AddonKey, member: bool) -> bool:
@@ -103,13 +117,20 @@ class TargetBook:
         #: Addons with an hourly schedule (never floored: their runs refresh them) and without any.
         self._hourly: set[AddonKey] = set()
         self._unscheduled: set[AddonKey] = set()
+        #: Addons whose runs come at least every RUN_FLOOR_MAX, hourly ones not included (policy.fit_shares).
+        self._run_floored: set[AddonKey] = set()
         #: Projects whose addon listings are targets.
         self._projects: set[str] = set()
         #: The request budget (requests per hour) the cadence is fitted to.
         self.limit = limit
         self.cadence = self._fit()
+        #: What each capped tier's bucket refills at (the loop follows it).
+        self.shares = self._fit_shares(self.cadence)
         #: Moves on whenever a target comes or goes (the exposition re-sorts its samples then).
         self.targets_version = 0
+        #: When a webhook event last named each addon and each project (see policy.push_covered).
+        self.pushed_addons: dict[AddonKey, float] = {}
+        self.pushed_projects: dict[str, float] = {}
 
     def _current(self) -> Snapshot:
         snapshot = self._snapshot()
@@ -172,7 +193,12 @@ class TargetBook:
         addon = self._current().addons.get(key)
         schedules = addon.schedules.value if addon is not None and addon.schedules is not None else ()
         hourly = any(s.calendar.max_interval_seconds <= FLOOR_CEILING for s in schedules)
-        changed = _set_member(self._hourly, key, hourly) | _set_member(self._unscheduled, key, not schedules)
+        run_floored = not hourly and any(s.calendar.max_interval_seconds <= RUN_FLOOR_MAX for s in schedules)
+        changed = (
+            _set_member(self._hourly, key, hourly)
+            | _set_member(self._unscheduled, key, not schedules)
+            | _set_member(self._run_floored, key, run_floored)
+        )
         if changed:
             self.refit(now)
         backups = self.states.get(Target(Resource.BACKUPS, *key))
@@ -193,6 +219,7 @@ class TargetBook:
     def drop(self, target: Target) -> None:
         if target.resource is Resource.ADDONS:
             self._projects.discard(target.project)
+            self.pushed_projects.pop(target.project, None)
         self.targets_version += 1
         state = self.states.pop(target, None)
         if state is not None:
@@ -204,6 +231,8 @@ class TargetBook:
             self.drop(target)
         self._hourly.discard(key)
         self._unscheduled.discard(key)
+        self._run_floored.discard(key)
+        self.pushed_addons.pop(key, None)
 
     def push(self, state: TargetState) -> None:
         state.version += 1
@@ -235,11 +264,20 @@ class TargetBook:
         state.plan = plan
         self.push(state)
 
+    def force_all(self, now: float) -> None:
+        """Every target due now (a forced pass); for one in flight, the read under way is the pass's."""
+        for state in list(self.states.values()):
+            state.forced = now
+            self.replan(state, now)
+
     def _plan(self, state: TargetState) -> Plan:
         target, cadence = state.target, self.cadence
         if target.resource is Resource.BACKUPS:
             return plan_backups(
-                self._backups_view(state), floor=cadence.floor, floor_unscheduled=cadence.floor_unscheduled
+                self._backups_view(state),
+                floor=cadence.floor,
+                floor_unscheduled=cadence.floor_unscheduled,
+                floor_by_runs=self._settings.max_staleness is None,
             )
         view = PeriodicView(state.known_since, state.last_attempt, state.last_success, state.failures)
         if target.resource is Resource.SCHEDULES:
@@ -260,6 +298,8 @@ class TargetBook:
             failures=state.failures,
             summary=fetched.value if fetched is not None else None,
             calendars=tuple(s.calendar for s in schedules),
+            pushed_at=self.pushed_addons.get(state.target.key),
+            project_pushed_at=self.pushed_projects.get(state.target.project),
         )
 
     def _fit(self) -> Cadence:
@@ -274,9 +314,24 @@ class TargetBook:
             settings=self._settings,
         )
 
+    def _fit_shares(self, cadence: Cadence) -> Shares:
+        addons = len(self.by_addon)
+        destinations = self.states.get(DESTINATIONS)
+        return fit_shares(
+            self.limit,
+            cadence,
+            addons=addons,
+            floor_addons=addons - len(self._hourly),
+            unscheduled_addons=len(self._unscheduled),
+            # A configured max staleness is a promise: runs do not floor an addon then.
+            run_floored_addons=len(self._run_floored) if self._settings.max_staleness is None else 0,
+            discovery_items=1 + len(self._projects) + (destinations.cost if destinations is not None else 1),
+        )
+
     def refit(self, now: float) -> None:
         """Refit the cadence to the fleet and the budget; replan everything when it moved by over 5%."""
         cadence = self._fit()
+        self.shares = self._fit_shares(cadence)
         old = self.cadence
         if all(
             math.isclose(a, b, rel_tol=0.05)
@@ -341,5 +396,59 @@ class TargetBook:
         self.replan(state, now)
         return became_ready
 
+    def restore(self, records: tuple[TargetRecord, ...], *, ready: bool, now: float) -> None:
+        """The previous process's plans (--storage.path), before anything is read: each listing keeps
+        when it was last read, its failures and its cost, and is planned from them (and the restored
+        snapshot) as if the exporter had never stopped. Then the fleet the snapshot shows is followed:
+        targets the file lacks are added, ones the snapshot no longer has are dropped."""
+        for record in records:
+            try:
+                target = Target(record.resource, record.project, record.addon)
+                tier = Tier(record.tier)
+            except ValueError:
+                continue  # the codec checks these; a record the planner cannot read is not guessed at
+            if target in self.states:
+                continue
+            if target.addon:
+                self.by_addon.setdefault(target.key, []).append(target)
+            elif target.resource is Resource.ADDONS:
+                self._projects.add(target.project)
+            self.states[target] = TargetState(
+                target=target,
+                known_since=min(record.known_since, now),
+                plan=Plan(record.due, tier, "restored"),
+                last_attempt=record.last_attempt,
+                last_success=record.last_success,
+                failures=max(0, record.failures),
+                cost=max(1, record.cost),
+                forced=record.forced,
+            )
+        self.targets_version += 1
+        self.ready = ready
+        snapshot = self._current()
+        for key in self.by_addon:
+            addon = snapshot.addons.get(key)
+            if addon is None or addon.schedules is None:
+                continue
+            schedules = addon.schedules.value
+            hourly = any(s.calendar.max_interval_seconds <= FLOOR_CEILING for s in schedules)
+            run_floored = not hourly and any(
+                s.calendar.max_interval_seconds <= RUN_FLOOR_MAX for s in schedules
+            )
+            _set_member(self._hourly, key, hourly)
+            _set_member(self._unscheduled, key, not schedules)
+            _set_member(self._run_floored, key, run_floored)
+        self._discovering = set()
+        if not ready:
+            unread = (t for t, s in self.states.items() if s.last_success is None)
+            self._discovering = {t for t in unread if t.resource in _DISCOVERY_LISTINGS}
+        self._sync_projects(now)
+        for project_id in snapshot.projects:
+            self._sync_addons(project_id, now)
+        self.cadence = self._fit()
+        self.shares = self._fit_shares(self.cadence)
+        for state in list(self.states.values()):
+            self.replan(state, now)
 
-__all__ = ["QueueEntry", "TargetBook", "TargetState"]
+
+__all__ = ["QueueEntry", "TargetBook", "TargetState", "target_fields"]

@@ -14,6 +14,9 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
 
 from exporter.clock import SystemClock
 
@@ -21,6 +24,7 @@ from .app import DEFAULT_TEAM_ID, DEFAULT_TOKEN, Simulator
 from .ratelimit import DEFAULT_LIMIT
 from .scenarios import SCENARIOS
 from .server import SimulatorServer
+from .webhooks import WebhookOptions, WebhookSender
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -41,7 +45,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--team-id", default=DEFAULT_TEAM_ID)
     parser.add_argument("--rate-limit", type=int, default=DEFAULT_LIMIT, help="requests per hour")
     parser.add_argument("--no-retry-after", action="store_true", help="send 429s without Retry-After")
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help="POST the backups' notification events here (e.g. the exporter's "
+        "http://127.0.0.1:10151/webhook); see exporter/simulator/webhooks.py for their shape",
+    )
+    parser.add_argument(
+        "--webhook-secret-file", default=None, help="file holding the integration secret to send with them"
+    )
+    parser.add_argument("--webhook-lost", type=float, default=0.0, help="share of deliveries never sent")
+    parser.add_argument(
+        "--webhook-duplicated", type=float, default=0.0, help="share of deliveries sent twice"
+    )
+    parser.add_argument(
+        "--webhook-unknown-shape", type=float, default=0.0, help="share of deliveries in an unknown shape"
+    )
     return parser.parse_args(argv)
+
+
+def _webhook_options(args: argparse.Namespace) -> WebhookOptions | None:
+    if args.webhook_url is None:
+        return None
+    secret = None
+    if args.webhook_secret_file is not None:
+        secret = Path(args.webhook_secret_file).read_text(encoding="utf-8").strip("\r\n")
+    return WebhookOptions(
+        url=args.webhook_url,
+        secret=secret,
+        lost=args.webhook_lost,
+        duplicated=args.webhook_duplicated,
+        unknown_shape=args.webhook_unknown_shape,
+    )
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -64,7 +99,17 @@ async def _run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     url = await server.start()
     print(url, flush=True)
-    await server.serve_until(stop)
+    options = _webhook_options(args)
+    if options is None:
+        await server.serve_until(stop)
+        return
+    async with httpx.AsyncClient(timeout=10) as client:
+        sending = asyncio.create_task(WebhookSender(simulator, options, client=client).run(stop))
+        try:
+            await server.serve_until(stop)
+        finally:
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

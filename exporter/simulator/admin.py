@@ -6,7 +6,6 @@ The gate lets them through with the admin token only, neither rate-limited nor l
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from pydantic import JsonValue, ValidationError
 from starlette.requests import Request
@@ -14,16 +13,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .faults import FaultSpec
+from .protocols import Controls
 from .routes import ADMIN_PREFIX, ApiError
-
-if TYPE_CHECKING:
-    from .app import Simulator
 
 
 class AdminRoutes:
     """The handlers of the admin endpoints, acting on the simulator through its control methods."""
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Controls) -> None:
         self.simulator = simulator
         self.routes: list[Route] = [
             Route(ADMIN_PREFIX + "/faults", self._admin_faults, methods=["GET", "POST", "DELETE"]),

@@ -9,7 +9,6 @@ connection) are applied here, since no route runs for them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import anyio
 from starlette.datastructures import MutableHeaders
@@ -18,17 +17,15 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .faults import TRANSPORT_KINDS, FaultKind, FaultSpec, SimulatedConnectionReset, status_body
+from .protocols import Guarded
 from .requestlog import RequestRecord
 from .routes import ADMIN_PREFIX, SCOPE_FAULT, SCOPE_NOW
-
-if TYPE_CHECKING:
-    from .app import Simulator
 
 
 class Gate:
     """Token, rate limit, request log, faults; then the app (the routes)."""
 
-    def __init__(self, simulator: Simulator, api_routes: Sequence[tuple[Route, str]]) -> None:
+    def __init__(self, simulator: Guarded, api_routes: Sequence[tuple[Route, str]]) -> None:
         self.simulator = simulator
         self._api_routes = api_routes
         self._hangs: set[anyio.Event] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,9 +16,7 @@ from .faults import ActiveFault, FaultKind, apply_to_envelope, truncate
 from .fleet import AddonSpec, ProjectSpec
 from .history import RestoreRecord, addon_restores, destination_backups
 from .pagination import PaginationError, paginate, parse_page_request
-
-if TYPE_CHECKING:
-    from .app import Simulator
+from .protocols import Account
 
 PROJECTS = "/v1/projects"
 ADDONS = "/v1/projects/{projectId}/addons"
@@ -66,7 +64,7 @@ class ApiError(Exception):
 class ApiRoutes:
     """The handlers of :data:`API_ROUTES`, reading the simulator's fleet and state."""
 
-    def __init__(self, simulator: Simulator) -> None:
+    def __init__(self, simulator: Account) -> None:
         self.simulator = simulator
         handlers: dict[str, Callable[[Request], Any]] = {
             PROJECTS: self._projects,

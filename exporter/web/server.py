@@ -24,6 +24,9 @@ from exporter.snapshot import Snapshot
 from exporter.web.config import WebConfig
 from exporter.web.connections import ConnectionGuard, GuardedListener
 from exporter.web.middleware import WebSecurityMiddleware
+from exporter.web.scrape_cache import BodyResponse, ScrapeCache
+from exporter.web.status_view import StatusSource
+from exporter.web.statuspage import addons_json, status_page
 
 _LANDING = """<!DOCTYPE html>
 <html lang="en">
@@ -50,6 +53,15 @@ _NOT_READY = (
     "Not ready: the exporter has not yet listed the Northflank projects and their addons (discovery has "
     "not succeeded: the API refuses the token or cannot be reached, or the first listings are still "
     "running). northflank_up and northflank_exporter_refresh_errors_total on /metrics say why.\n"
+)
+
+
+#: Not ready while the API refuses the token, even after discovery once succeeded: a revoked or mistyped
+#: token is a configuration to fix (a rollout with it must not go Ready), not an outage to ride out.
+_REFUSED_NOT_READY = (
+    "Not ready: the Northflank API refuses the token (HTTP 401 on its latest answer). Check the token "
+    "(--config.check says what the API answers); the last good data is still served on /metrics, with "
+    'northflank_exporter_refresh_errors_total{reason="auth"} counting the refusals.\n'
 )
 
 
@@ -92,8 +104,11 @@ def create_app(
     version: str,
     demo: bool = False,
     web_config: WebConfig | None = None,
+    status: StatusSource | None = None,
+    scrapes: ScrapeCache | None = None,
 ) -> Starlette:
-    """The app; with ``web_config``, its basic auth, headers and rate limit cover every path."""
+    """The app; with ``web_config``, its basic auth, headers and rate limit cover every path. With
+    ``status``, ``/`` is the status page and ``/api/v1/addons`` its JSON (else ``/`` is a landing page)."""
     banner = (
         "<p><strong>DEMO MODE: every value here comes from a built-in simulator, not from Northflank."
         "</strong></p>"
@@ -104,14 +119,28 @@ def create_app(
         version=html.escape(version), metrics=html.escape(telemetry_path), banner=banner
     )
 
-    async def index(_: Request) -> Response:
+    async def index(request: Request) -> Response:
+        if status is not None:
+            return status_page(status, request, telemetry_path=telemetry_path)
         return HTMLResponse(landing)
+
+    async def addons(request: Request) -> Response:
+        if status is None:
+            return PlainTextResponse("Not Found\n", 404)
+        return addons_json(status, request)
 
     async def metrics(request: Request) -> Response:
         # Always the text format 0.0.4: every Prometheus reads it, whatever it prefers in Accept.
-        body = render_metrics()
         # Caches between us and the scraper must not hand a gzip body to a client that did not ask.
         headers = {"Vary": "Accept-Encoding"}
+        if scrapes is not None:  # the exporter's: one rendering per change for every scraper
+            try:
+                shared = await scrapes.body(gzip=wants_gzip(request.headers.get("accept-encoding")))
+            except Exception as error:
+                scrapes.failed("render", error)
+                return PlainTextResponse("The metrics could not be rendered; see the exporter's log.\n", 500)
+            return BodyResponse(shared, scrapes, headers)
+        body = render_metrics()
         if wants_gzip(request.headers.get("accept-encoding")):
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
@@ -121,13 +150,17 @@ def create_app(
         return PlainTextResponse("Healthy.\n")
 
     async def ready(_: Request) -> Response:
-        if snapshot().ready:
+        current = snapshot()
+        if current.token_refused:
+            return PlainTextResponse(_REFUSED_NOT_READY, 503)
+        if current.ready:
             return PlainTextResponse("Ready.\n")
         return PlainTextResponse(_NOT_READY, 503)
 
     return Starlette(
         routes=[
             Route("/", index),
+            Route("/api/v1/addons", addons),
             Route(telemetry_path, metrics),
             Route("/-/healthy", healthy),
             Route("/-/ready", ready),

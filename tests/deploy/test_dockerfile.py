@@ -20,13 +20,15 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from exporter.config import DEFAULT_LISTEN_ADDRESS, ListenAddress
+from exporter.config import ListenAddress
+from exporter.flags import DEFAULT_LISTEN_ADDRESS
 from tests.deploy import (
     DOCKERFILE,
     REPO_ROOT,
@@ -372,11 +374,18 @@ def test_replayed_install_gives_a_working_entry_point(replay: Replay) -> None:
 
     version = _run(replay, entrypoint, "--version")
     assert version.returncode == 0, version.stderr
-    assert version.stdout.strip() == f"{ENTRYPOINT} {project_version()}"
+    # "northflank-backup-exporter 0.1.0 (revision …, python …)": the version first, as Go exporters print it.
+    assert version.stdout.startswith(f"{ENTRYPOINT} {project_version()} ("), version.stdout
 
     helped = _run(replay, entrypoint, "--help")
     assert helped.returncode == 0, helped.stderr
-    for flag in ("--web.listen-address", "--northflank.token-file", "--demo"):
+    for flag in (
+        "--web.listen-address",
+        "--northflank.token-file",
+        "--demo",
+        "--webhook.listen-address",
+        "--webhook.secret-file",
+    ):
         assert flag in helped.stdout
 
     imported = _run(replay, _resolve(replay, "python"), "-c", "import exporter; print(exporter.__file__)")
@@ -440,3 +449,133 @@ def test_healthcheck_command_passes_against_the_replayed_exporter_and_fails_with
     stopped = _run(replay, *check)
     assert stopped.returncode != 0, "the healthcheck passed with no exporter running"
     assert time.monotonic() - started < timeout
+
+
+# --- the documented `docker run` ----------------------------------------------------------------------
+
+README = REPO_ROOT / "README.md"
+#: The `docker run` options the documented command may use, and whether each takes a value.
+_DOCKER_RUN_OPTIONS = {
+    "-d": False,
+    "--read-only": False,
+    "--name": True,
+    "-p": True,
+    "--user": True,
+    "-v": True,
+}
+
+
+def _docker_run_line(lines: list[str], where: str) -> list[str]:
+    """The one ``docker run`` command among ``lines``, continuation lines joined, split as a shell would."""
+    starts = [index for index, line in enumerate(lines) if line.strip().startswith("docker run")]
+    assert len(starts) == 1, f"{where}: expected one `docker run` command, found {len(starts)}"
+    command, index = "", starts[0]
+    while True:
+        line = lines[index].strip()
+        command += line.removesuffix("\\") + " "
+        if not line.endswith("\\"):
+            return shlex.split(command)
+        index += 1
+
+
+def _documented_docker_runs() -> dict[str, list[str]]:
+    header = []
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.removeprefix("#"))
+    readme = README.read_text(encoding="utf-8").split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    return {
+        "Dockerfile": _docker_run_line(header, "Dockerfile header"),
+        "README": _docker_run_line(readme.splitlines(), "README, Install"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DockerRun:
+    options: list[tuple[str, str | None]]
+    image: str
+    arguments: list[str]
+
+
+def _parse_docker_run(argv: list[str]) -> DockerRun:
+    assert argv[:2] == ["docker", "run"]
+    options: list[tuple[str, str | None]] = []
+    rest = argv[2:]
+    while rest and rest[0].startswith("-"):
+        option = rest.pop(0)
+        assert option in _DOCKER_RUN_OPTIONS, f"{option}: unknown to this test, check and add it"
+        options.append((option, rest.pop(0) if _DOCKER_RUN_OPTIONS[option] else None))
+    image, *arguments = rest
+    return DockerRun(options=options, image=image, arguments=arguments)
+
+
+def test_documented_docker_run_passes_the_token_as_a_read_only_file() -> None:
+    runs = _documented_docker_runs()
+    assert runs["README"] == runs["Dockerfile"], "the README and the Dockerfile document the same command"
+    run = _parse_docker_run(runs["README"])
+    assert run.image == f"{ENTRYPOINT}:{project_version()}"
+    flags = dict(run.options)
+    assert "--read-only" in flags
+    assert flags["-p"] == f"{ListenAddress.parse(DEFAULT_LISTEN_ADDRESS).port}:10150"
+    # Not in the environment: `docker inspect` shows it to anyone who may talk to the Docker daemon.
+    assert not [option for option, _ in run.options if option in ("-e", "--env", "--env-file")]
+    token_volume, state_volume = [value or "" for option, value in run.options if option == "-v"]
+    host, container, mode = token_volume.split(":")
+    assert mode == "ro"
+    assert host.endswith("/nf-token")
+    # The state directory (--storage.path) is read-write: the exporter saves there.
+    state_host, state_container = state_volume.split(":")
+    assert state_host.endswith("/nf-state")
+    assert run.arguments == [f"--northflank.token-file={container}", f"--storage.path={state_container}"]
+
+
+def test_documented_docker_run_arguments_start_the_replayed_exporter(replay: Replay, tmp_path: Path) -> None:
+    """The flags after the image name, given to the replayed entry point with the mount in a temp dir."""
+    run = _parse_docker_run(_documented_docker_runs()["README"])
+    token_volume, state_volume = [value or "" for option, value in run.options if option == "-v"]
+    container, state_container = token_volume.split(":")[1], state_volume.split(":")[1]
+    token = "nf-docker-run-token-5b1e"
+    token_file = tmp_path / "nf-token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    token_file.chmod(0o400)
+    state_dir = tmp_path / "nf-state"
+    state_dir.mkdir(mode=0o700)
+    arguments = [
+        argument.replace(container, str(token_file)).replace(state_container, str(state_dir))
+        for argument in run.arguments
+    ]
+    port, closed = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            _resolve(replay, ENTRYPOINT),
+            *arguments,
+            f"--web.listen-address=127.0.0.1:{port}",
+            # Nothing listens there: the exporter serves (and stays healthy) without the API.
+            f"--northflank.api-url=http://127.0.0.1:{closed}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=replay.root,
+        env={name: value for name, value in os.environ.items() if not name.startswith(("NF_", "NORTHFLANK_"))}
+        | {"PATH": replay.final_path},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, f"the exporter exited: {proc.communicate()[1]}"
+            failure = ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthy", timeout=4) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError as error:
+                failure = str(error)
+            assert time.monotonic() < deadline, f"/-/healthy never answered: {failure}"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=15)
+    assert token not in stdout + stderr

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.config import build_parser
+from exporter.flags import build_parser
 from tests.deploy import KUBERNETES_DIR, REPO_ROOT, parse_dockerfile, project_version
 
 #: Oldest and newest Kubernetes versions the manifests are validated against.
@@ -429,6 +429,21 @@ def test_read_only_root_has_a_writable_tmp() -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
+def test_the_state_directory_is_a_writable_volume_on_disk() -> None:
+    """--storage.path on an emptyDir (it outlives container restarts), not in memory (it would count
+    against the memory limit), and the flag names the mounted path."""
+    deployment = _deployment()
+    container = _container(deployment)
+    (path,) = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--storage.path=")]
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in _pod_spec(deployment)["volumes"]}
+    mount = mounts[path]
+    assert not mount.get("readOnly", False)
+    volume = volumes[mount["name"]]["emptyDir"]
+    assert volume.get("medium") != "Memory"
+    assert volume["sizeLimit"]
+
+
 # --- the generated PrometheusRule -------------------------------------------------------------------
 
 
@@ -545,3 +560,20 @@ def test_durations_in_the_operator_format() -> None:
     # The pattern above is the operator's; make sure it is not vacuous.
     assert re.match(_DURATION, "1h30m")
     assert not re.match(_DURATION, "5 minutes")
+
+
+def test_readme_says_how_the_image_is_built_and_pushed() -> None:
+    """No image is published: the directory's README and the kustomization show the build and push."""
+    readme = (KUBERNETES_DIR / "README.md").read_text(encoding="utf-8")
+    kustomization = (KUBERNETES_DIR / "kustomization.yaml").read_text(encoding="utf-8")
+    image = _container()["image"]
+    for where, text in (("README.md", readme), ("kustomization.yaml", kustomization)):
+        built = re.findall(r"docker build -t (\S+) \.", text)
+        pushed = re.findall(r"docker push (\S+)", text)
+        assert built, f"{where}: no `docker build -t <image> .`"
+        assert built == pushed, f"{where}: push what was built"
+        for reference in built:
+            assert reference.endswith("/" + image), f"{where}: {reference} is not {image} in a registry"
+    (edit,) = re.findall(r"kustomize edit set image (\S+)=(\S+)", readme)
+    assert edit[0] == image.partition(":")[0]
+    assert edit[1] == built[0]

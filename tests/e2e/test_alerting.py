@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from exporter.clock import SystemClock
+from exporter.health import MIRRORED_ALERTS
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
 from tests.e2e.binaries import (
     ALERTS_FILE,
+    DASHBOARD_FILE,
     EXAMPLE_ALERTMANAGER_CONFIG,
     RULES_FILE,
     dashboard_expressions,
@@ -230,7 +233,23 @@ async def test_exactly_the_expected_alerts_reach_the_receiver(stack: Stack) -> N
         ("NorthflankBackupScheduledRunMissed", "e2e-other", "e2e-stale"),
         ("NorthflankBackupScheduledRunMissed", "e2e-other", "e2e-stuck"),
     }
-    assert await _prometheus_firing(http, stack.prometheus) == before_inhibition
+    firing = await _prometheus_firing(http, stack.prometheus)
+    assert firing == before_inhibition
+
+    # The status page judges by the same rules: the addons it shows as not OK are exactly those with a
+    # firing backup alert (the per-addon alerts exporter.health mirrors; NorthflankExporter* alerts are
+    # about the exporter, not an addon's backups), and each with the same alerts.
+    document = (await http.get(f"{stack.exporter.url}/api/v1/addons")).json()
+    page = {
+        (alert, a["project"]["id"], a["addon"]["id"])
+        for a in document["addons"]
+        for problem in a["problems"]
+        for alert in problem["alerts"]
+    }
+    backup_alerts = {f for f in firing if f[0] in MIRRORED_ALERTS}
+    assert page == backup_alerts
+    not_ok = {(a["project"]["id"], a["addon"]["id"]) for a in document["addons"] if not a["ok"]}
+    assert not_ok == {(project, addon) for _, project, addon in backup_alerts}
 
     # Nothing else arrives, even a few notification intervals later; nothing at all for the healthy addon.
     stack.receiver.arrived.clear()
@@ -274,3 +293,24 @@ async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         if not body["data"]["result"]:
             empty.append(expression.source)
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+
+
+async def test_dashboard_alert_annotations_mark_exactly_the_firing_alerts(stack: Stack) -> None:
+    """The dashboard's ``ALERTS`` annotation query, run as Grafana would, finds what Prometheus fires."""
+    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    (annotation,) = [a for a in dashboard["annotations"]["list"] if "ALERTS" in str(a.get("expr", ""))]
+    query = substitute_grafana_variables(str(annotation["expr"]))
+    http = stack.exporter.http
+    expected = _expected_alerts(stack)
+
+    async def fired() -> bool:
+        return expected <= await _prometheus_firing(http, stack.prometheus)
+
+    await _until(fired, deadline=90, what=f"alerts {sorted(expected)}", logs=stack.logs)
+    firing = await _prometheus_firing(http, stack.prometheus)
+    response = await http.get(f"{stack.prometheus}/api/v1/query", params={"query": query})
+    marked = {
+        (s["metric"]["alertname"], s["metric"].get("project", ""), s["metric"].get("addon", ""))
+        for s in response.json()["data"]["result"]
+    }
+    assert marked == firing

@@ -8,8 +8,10 @@ import subprocess
 import pytest
 
 from exporter.clock import FixedClock, SystemClock
+from exporter.config import ListenAddress
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
+from exporter.web.webhook import WebhookSecret
 from tests.e2e.binaries import recorded_metric_names, used_metric_names
 from tests.support import running_exporter
 
@@ -44,7 +46,15 @@ async def test_every_metric_the_rules_and_dashboard_use_is_exposed() -> None:
     simulator = Simulator.from_scenario("e2e", clock=clock, token=TOKEN)
     async with (
         serve(simulator) as api_url,
-        running_exporter(api_url=api_url, token=TOKEN, clock=clock, planner=True) as exporter,
+        running_exporter(
+            api_url=api_url,
+            token=TOKEN,
+            clock=clock,
+            planner=True,
+            # The webhook's families are exposed only when it is served (NorthflankExporterWebhookSilent).
+            webhook_listen_address=ListenAddress("127.0.0.1", 0),
+            webhook_secret=WebhookSecret(b"exposition-webhook-secret"),
+        ) as exporter,
     ):
         # Ready means all but the restores were read; wait until they are too (every addon's listing).
         addons = len(simulator.fleet.addons)

@@ -10,9 +10,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,14 @@ ALERTS = alert_rules()
 ALERT_NAMES = [str(rule["alert"]) for rule in ALERTS]
 DASHBOARD = load_dashboard()
 PANELS = [panel for panel in iter_panels(DASHBOARD) if panel.get("type") != "row"]
+PROMETHEUS_DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+ALERT_ANNOTATIONS = [
+    annotation
+    for annotation in DASHBOARD["annotations"]["list"]
+    if annotation.get("datasource") == PROMETHEUS_DATASOURCE
+]
+#: At most this many series per per-addon time series panel, whatever the size of the fleet.
+TOP_SERIES = 10
 
 
 def run(argv: Sequence[str], *, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
@@ -159,7 +168,7 @@ def test_example_alertmanager_routes_by_severity(severity: str, amtool: str) -> 
 @pytest.mark.e2e
 def test_dashboard_expressions_are_valid_promql(tmp_path: Path, promtool: str) -> None:
     """Every dashboard query, with Grafana's variables filled in, parses as PromQL."""
-    expressions = dashboard_expressions()
+    expressions = dashboard_expressions() + [Expression("annotation", a["expr"]) for a in ALERT_ANNOTATIONS]
     rules = [
         {"record": f"dashboard:query_{index}", "expr": substitute_grafana_variables(expression.expr)}
         for index, expression in enumerate(expressions)
@@ -285,7 +294,9 @@ def test_only_exporter_metrics_and_recording_rules_are_used() -> None:
     )
     assert unknown == []
     assert exporter_metric_names_used() <= used_metric_names()
-    assert recorded <= used_metric_names(), "a recording rule nobody reads"
+    # northflank:addon_backup_age_ratio stays for your own queries; the dashboard computes the same from
+    # the exporter's metrics (test_dashboard_computes_the_allowed_age_as_the_rules_do) to work without it.
+    assert recorded - used_metric_names() == {"northflank:addon_backup_age_ratio"}, "a rule nobody reads"
 
 
 def test_recording_rules_read_are_defined() -> None:
@@ -371,6 +382,162 @@ def test_dashboard_queries_filter_on_job_and_instance(expression: Expression) ->
     for selector in re.findall(r"\b[a-z_:]+\{([^{}]*)\}", expression.expr):
         assert 'job=~"$job"' in selector, expression.expr
         assert 'instance=~"$instance"' in selector, expression.expr
+
+
+def _normalised(expr: str) -> str:
+    """PromQL without label matchers, ``@`` modifiers and whitespace, to compare two spellings."""
+    expr = re.sub(r"\{[^{}]*\}", "", expr)
+    expr = re.sub(r"@\s*(?:end|start)\(\)", "", expr)
+    return re.sub(r"\s+", "", expr)
+
+
+def _reads_recording_rule(panel: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for target in panel.get("targets", [])
+        for name in metric_names(str(target.get("expr", "")))
+        if name.startswith("northflank:")
+    }
+
+
+def test_dashboard_needs_the_recording_rules_in_one_panel_only_and_says_so() -> None:
+    """Without prometheus/rules.yml only the 7-day size ratio is empty, and its description says why."""
+    dependent = {panel_id(panel): panel for panel in PANELS if _reads_recording_rule(panel)}
+    assert set(dependent) == {"18: Size relative to the 7-day maximum (lowest 10)"}
+    for panel in dependent.values():
+        description = str(panel["description"])
+        assert "Needs the recording rule" in description
+        assert "prometheus/rules.yml" in description
+        for name in _reads_recording_rule(panel):
+            assert name in description
+
+
+def test_dashboard_computes_the_allowed_age_as_the_rules_do() -> None:
+    """The panels that judge a backup too old inline the recording rule's (and the alert's) threshold."""
+    allowed = next(
+        rule["expr"]
+        for rule in load_yaml(RULES_FILE)["groups"][0]["rules"]
+        if rule.get("record") == "northflank:addon_backup_allowed_age_seconds"
+    )
+    alert = next(rule["expr"] for rule in ALERTS if rule["alert"] == "NorthflankBackupTooOld")
+    threshold = _normalised(allowed)
+    assert f"({threshold})" in _normalised(alert)
+    judging = [
+        (panel_id(panel), str(target["expr"]))
+        for panel in PANELS
+        for target in panel["targets"]
+        if "northflank_addon_backup_schedule_max_interval_seconds" in str(target["expr"])
+        and "northflank_addon_backup_last_completed_age_seconds" in str(target["expr"])
+    ]
+    assert {source.split(":")[0] for source, _ in judging} == {"4", "11", "16"}
+    for source, expr in judging:
+        assert f"({threshold})" in _normalised(expr), source
+
+
+def _top_limit(expr: str) -> int | None:
+    match = re.search(r"\b(?:topk|bottomk)\((\d+),", expr)
+    return None if match is None else int(match.group(1))
+
+
+PER_ADDON_SERIES = [
+    panel
+    for panel in PANELS
+    if panel["type"] == "timeseries"
+    and any("{{addon" in str(target.get("legendFormat", "")) for target in panel["targets"])
+]
+
+
+@pytest.mark.parametrize("panel", PER_ADDON_SERIES, ids=[panel_id(panel) for panel in PER_ADDON_SERIES])
+def test_per_addon_time_series_show_a_fixed_number_of_addons(panel: dict[str, Any]) -> None:
+    """At 1000 addons a graph of every addon is unreadable: a stable top N (chosen over the whole range)."""
+    for target in panel["targets"]:
+        expr = str(target["expr"])
+        assert _top_limit(expr) == TOP_SERIES, expr
+        # The selection is evaluated once for the whole range (@ end()), so the same addons are drawn
+        # from left to right instead of a different top N at every step.
+        selection = expr[expr.rindex("\nand on(") :]
+        assert re.search(r"@ end\(\)", selection), expr
+        assert re.search(rf"\((top|lowest) {TOP_SERIES}\)$", str(panel["title"])), panel["title"]
+        assert f"{TOP_SERIES}" in str(panel["description"])
+
+
+def test_per_addon_time_series_are_all_limited() -> None:
+    assert len(PER_ADDON_SERIES) >= 10
+    # Any other time series that selects addons aggregates them away.
+    unlimited = []
+    for panel in PANELS:
+        if panel["type"] != "timeseries" or panel in PER_ADDON_SERIES:
+            continue
+        for target in panel["targets"]:
+            expr = str(target["expr"])
+            aggregated = re.match(r"(sum|max|min|count|avg) by \(([^()]*)\) \(", expr)
+            if 'addon=~"$addon"' in expr and (aggregated is None or "addon" in aggregated.group(2)):
+                unlimited.append(f"{panel_id(panel)} {target['refId']}")
+    assert unlimited == []
+
+
+def test_alert_annotations_on_the_time_series() -> None:
+    (annotation,) = ALERT_ANNOTATIONS
+    assert annotation["enable"] is True
+    expr = str(annotation["expr"])
+    assert metric_names(expr) == {"ALERTS"}
+    assert 'alertstate="firing"' in expr
+    (pattern,) = re.findall(r'alertname=~"([^"]+)"', expr)
+    assert all(re.fullmatch(pattern, name) for name in ALERT_NAMES)
+    assert 'job=~"$job"' in expr
+    assert 'instance=~"$instance"' in expr
+    # Alerts about the exporter itself have no project or addon label: they stay when one is chosen.
+    assert 'project=~"$project|"' in expr
+    assert 'addon=~"$addon|"' in expr
+    assert "{{alertname}}" in annotation["titleFormat"]
+
+
+def _datasource_references(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "datasource":
+                yield value
+            else:
+                yield from _datasource_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _datasource_references(item)
+
+
+def test_dashboard_is_importable_from_a_file_as_grafana_com_dashboards_are() -> None:
+    """``__inputs`` for the import dialog; provisioning (no import) still works through the variable."""
+    (prometheus_input,) = DASHBOARD["__inputs"]
+    assert prometheus_input == {
+        "name": "DS_PROMETHEUS",
+        "label": "Prometheus",
+        "description": prometheus_input["description"],
+        "type": "datasource",
+        "pluginId": "prometheus",
+        "pluginName": "Prometheus",
+    }
+    text = DASHBOARD_FILE.read_text(encoding="utf-8")
+    assert set(re.findall(r"\$\{(DS_\w+)\}", text)) == {"DS_PROMETHEUS"}, "every input used, none unknown"
+    requires = {(item["type"], item["id"]) for item in DASHBOARD["__requires"]}
+    panel_types = {panel["type"] for panel in PANELS}
+    assert requires == {("grafana", "grafana"), ("datasource", "prometheus")} | {
+        ("panel", kind) for kind in panel_types
+    }
+    # Every query goes through the datasource variable; only its default value is the import input, so a
+    # provisioned copy, where nothing replaces ${DS_PROMETHEUS}, falls back to the default data source.
+    references = list(_datasource_references(DASHBOARD["panels"])) + list(
+        _datasource_references(DASHBOARD["annotations"])
+    )
+    references += list(_datasource_references(DASHBOARD["templating"]))
+    assert references
+    assert all(
+        reference == PROMETHEUS_DATASOURCE or reference == {"type": "grafana", "uid": "-- Grafana --"}
+        for reference in references
+    ), references
+    variables = {variable["name"]: variable for variable in DASHBOARD["templating"]["list"]}
+    assert variables["datasource"]["current"]["value"] == "${DS_PROMETHEUS}"
+    imported = json.loads(text.replace("${DS_PROMETHEUS}", "prometheus-uid"))
+    chosen = {variable["name"]: variable for variable in imported["templating"]["list"]}["datasource"]
+    assert chosen["current"]["value"] == "prometheus-uid"
 
 
 # --------------------------------------------------------------------------------------------------------

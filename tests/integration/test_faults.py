@@ -1,9 +1,12 @@
 """The fault matrix: everything the API and the network can do to the exporter, one fault at a time.
 
-Each test runs the real :class:`~exporter.app.Exporter` (its poller task, its request budget and its
-HTTP server on 127.0.0.1) against the simulator, also served on 127.0.0.1, under one :class:`FixedClock`,
-with the ``ManualScheduler`` of ``tests/support.py``: a refresh is one complete pass
-(``Refresher.refresh_all``), run when the test asks. The shape is always:
+Each test runs the real :class:`~exporter.app.Exporter` (its planner, its request budget and its HTTP
+server on 127.0.0.1) against the simulator, also served on 127.0.0.1, under one :class:`FixedClock`,
+driven by the ``PlannedPasses`` of ``tests/support.py``: a refresh is one forced pass of the planner
+(``Planner.read_everything``: every listing due at once, the projects listing first and alone), run when
+the test asks and over once the planner has nothing in flight and nothing it may start. The planner
+reads as it does in production: while the token is refused only the projects listing goes out, and a
+404 makes it read the listing that named the missing thing again. The shape is always:
 
 1. a good refresh (everything read, ``northflank_up`` 1);
 2. inject the fault, advance the clock, refresh again, scrape;
@@ -21,16 +24,16 @@ says what is wrong: it turns into a failure the day the behaviour is fixed, to b
 
 Retries keep their number and their 429 rules, but back off for milliseconds (see :func:`fast_retries`)
 so that the file runs in seconds. The 429 tests run on a clock that moves with real time, as the request
-budget waits out a hold on the injected clock, and sleep for real when the API says one second.
+budget waits out a hold on the injected clock, and sleep for real when the API says one second. The
+request budget is generous (:data:`BUDGET`): it is not what this file tests, and under a clock that
+stands still between passes the planner's token buckets would otherwise refill only when it is advanced.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import re
 import time
 import tracemalloc
@@ -39,7 +42,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from types import CodeType
 from typing import Any
 
 import pytest
@@ -53,9 +55,9 @@ from exporter.simulator.fleet import SIMULATED_SECRETS, AddonSpec, ProjectSpec
 from exporter.simulator.requestlog import RequestRecord
 from exporter.simulator.server import SimulatorServer
 from tests.support import (
+    PlannedPasses,
     RunningExporter,
     Samples,
-    eventually,
     free_port,
     parse_samples,
     running_exporter,
@@ -74,6 +76,8 @@ MAX_ATTEMPTS = 4  # NorthflankClient's default max_retries (3) + 1
 #: Requests in flight at most, above the default 4 to keep the file quick: every response after the first
 #: on a keep-alive connection to the simulator's server takes ~45 ms (its socket lacks TCP_NODELAY).
 CONCURRENCY = 16
+#: Requests per rolling hour: far more than the passes of a test take, retries included.
+BUDGET = 36_000
 RATE_LIMIT_HOLD = "rate-limit hold"
 REFRESHED = "northflank_exporter_last_refresh_timestamp_seconds"
 ERRORS = "northflank_exporter_refresh_errors_total"
@@ -181,7 +185,7 @@ class Harness:
         return self.simulator
 
     async def refresh(self, advance: float = 0.0, *, deadline: float = 30.0) -> Pass:
-        """Advance the clock, run one complete pass, scrape."""
+        """Advance the clock, run one forced pass of the planner, scrape."""
         self.clock.advance(advance)
         self.caplog.clear()
         first = len(self.simulator.request_log)
@@ -242,34 +246,6 @@ class Harness:
         raise AssertionError(f"no addon of the fleet has {minimum} backups")
 
 
-def parked_on_the_request_budget() -> bool:
-    """Whether some task waits in the request budget's gate and no other is inside the API client (a
-    request in flight, or about to be sent): read from the tasks' stacks, which the exporter cannot
-    fake, rather than from a pause long enough for a request to show up."""
-    held = 0
-    for task in asyncio.all_tasks():
-        codes = awaiting_code(task)
-        if not any(f"{os.sep}northflank{os.sep}" in code.co_filename for code in codes):
-            continue
-        if not any(code.co_qualname == "RequestBudget.acquire" for code in codes):
-            return False
-        held += 1
-    return held > 0
-
-
-def awaiting_code(task: asyncio.Task[Any]) -> list[CodeType]:
-    """The code of each coroutine ``task`` is suspended in, outermost first (``Task.get_stack`` gives
-    only the outermost frame of a suspended task)."""
-    codes: list[CodeType] = []
-    awaited: Any = task.get_coro()
-    while awaited is not None:
-        code = getattr(awaited, "cr_code", None) or getattr(awaited, "ag_code", None)
-        if code is not None:
-            codes.append(code)
-        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-    return codes
-
-
 def addon_path(addon: AddonSpec, listing: str) -> str:
     return f"/v1/projects/{addon.project_id}/addons/{addon.id}/{listing}"
 
@@ -285,13 +261,14 @@ async def open_harness(
     caplog.set_level(logging.DEBUG, logger="exporter")
     clock = clock or FixedClock(START)
     settings.setdefault("concurrency", CONCURRENCY)
+    settings.setdefault("request_budget", BUDGET)
     simulator = Simulator.from_scenario(SCENARIO, clock=clock, token=TOKEN, **(simulator_options or {}))
     server = SimulatorServer(simulator)
     api_url = await server.start()
     harness: Harness | None = None
     try:
         async with running_exporter(
-            api_url=settings.pop("api_url", api_url), token=TOKEN, clock=clock, **settings
+            api_url=settings.pop("api_url", api_url), token=TOKEN, clock=clock, passes=True, **settings
         ) as running:
             harness = Harness(simulator, server, clock, running, caplog)
             yield harness
@@ -316,9 +293,14 @@ def _family_values(
     return {(name, lbls): v for (name, lbls), v in samples.items() if name in names and wanted <= set(lbls)}
 
 
-def _warning_class(message: str) -> FaultClass | str:
-    """The fault class a WARNING line is about: the poller's fault log says "refreshing <resource>
-    failed (<reason>)"; the request budget says that the API rate-limited the exporter."""
+def _warning_class(record: logging.LogRecord) -> FaultClass | str:
+    """The fault class a WARNING line is about: the poller's fault log gives the resource and reason as
+    log fields (older lines said "refreshing <resource> failed (<reason>)"); the request budget says that
+    the API rate-limited the exporter."""
+    resource, reason = getattr(record, "resource", None), getattr(record, "reason", None)
+    if isinstance(resource, str) and isinstance(reason, str):
+        return (resource, reason)
+    message = record.getMessage()
     found = re.search(r"\b(\w+) failed \((\w+)\)", message)
     if found:
         return (found[1], found[2])
@@ -350,7 +332,8 @@ async def check_fault(
 
     # The exporter is up and serving.
     assert await h.healthy()
-    assert value(after.samples, "northflank_exporter_build_info", version=exporter.__version__) == 1
+    build = series(after.samples, "northflank_exporter_build_info")
+    assert [v for labels, v in build.items() if ("version", exporter.__version__) in labels] == [1]
 
     # Freshness: what failed keeps its refresh time, everything else was read at `now`.
     before_stamps, after_stamps = series(before.samples, REFRESHED), series(after.samples, REFRESHED)
@@ -404,7 +387,7 @@ async def check_fault(
     # One WARNING line per fault class, whatever the number of requests and addons that failed.
     messages = [r.getMessage() for r in after.warnings]
     expected: list[FaultClass | str] = [*errors, *([RATE_LIMIT_HOLD] if held else [])]
-    logged = [_warning_class(m) for m in messages]
+    logged = [_warning_class(r) for r in after.warnings]
     if one_line_per_class:
         assert sorted(logged, key=str) == sorted(expected, key=str), messages
     else:
@@ -444,14 +427,15 @@ async def test_a_fault_before_the_first_good_refresh(caplog: pytest.LogCaptureFi
         assert not await h.ready()
         assert not series(first.samples, "northflank_addon_info")
         assert not series(first.samples, REFRESHED)
-        # A rejected token ends the pass at the projects: every other listing would be refused too.
+        # A rejected token holds everything but the projects listing: every other listing would be
+        # refused too. An API that is not there is asked for the destinations as well.
         errors = {("projects", reason): 1}
         if fault != "token_rejected":
             errors[("backup_destinations", reason)] = 1
         assert {
             (dict(k)["resource"], dict(k)["reason"]): v for k, v in series(first.samples, ERRORS).items() if v
         } == errors
-        assert sorted(_warning_class(r.getMessage()) for r in first.warnings) == sorted(errors)
+        assert sorted(_warning_class(r) for r in first.warnings) == sorted(errors)
         if fault == "token_rejected":
             # A 401 is an answer, not an accident: each listing asked once.
             assert [(r.route, r.status) for r in first.requests] == [(routes.PROJECTS, 401)]
@@ -464,7 +448,8 @@ async def test_a_fault_before_the_first_good_refresh(caplog: pytest.LogCaptureFi
 
 
 async def test_token_revoked_mid_run(harness: Harness) -> None:
-    """``northflank_up`` 0, every value kept with its refresh time; the pass ends at the first 401."""
+    """``northflank_up`` 0, every value kept with its refresh time; the pass ends at the first 401 (the
+    planner sends the projects listing first and alone, and nothing else while the token is refused)."""
     h = harness
     before = await h.good_refresh()
     h.sim.revoke_token()
@@ -527,7 +512,9 @@ async def test_permission_denied_on_one_project(harness: Harness) -> None:
 
 async def test_not_found_on_one_addon(harness: Harness) -> None:
     """An addon still listed whose listings answer 404 (deleted meanwhile): each asked once, counted as
-    ``not_found``, its values kept; it disappears only when its project's listing drops it."""
+    ``not_found``, its values kept; it disappears only when its project's listing drops it. (A 404 makes
+    the planner read the project's addon listing again at once: one request more than a complete pass,
+    when that listing was not being read already; here it still lists the addon.)"""
     h = harness
     before = await h.good_refresh()
     addon = h.busy_addon()
@@ -542,14 +529,16 @@ async def test_not_found_on_one_addon(harness: Harness) -> None:
         errors={("backups", "not_found"): 1, ("schedules", "not_found"): 1, ("restores", "not_found"): 1},
     )
     assert [r.status for r in after.requests if r.status == 404] == [404, 404, 404]
+    project_addons = after.requests_to(f"/v1/projects/{addon.project_id}/addons")
+    assert 1 <= len(project_addons) <= 2
+    assert (addon.project_id, addon.id) in h.running.exporter.store.current.addons
     await h.recover(after)
 
 
 async def test_a_persisting_fault_is_logged_once_not_on_every_pass(caplog: pytest.LogCaptureFixture) -> None:
     """One addon's backups answer 500 pass after pass while the other addons' backups are fine: one
-    WARNING line for the fault class, not one per pass. With one request at a time, the listings go in
-    the same order in both passes, so another addon's listing succeeds after the failing one in the
-    first pass or before it in the second: the outcome does not depend on timing."""
+    WARNING line for the fault class, not one per pass, however the other addons' listings succeed
+    around the failing one (one request at a time: the outcome does not depend on timing)."""
     async with open_harness(caplog, concurrency=1) as h:
         h.sim.inject("status", routes.BACKUPS, params={"addonId": h.busy_addon().id}, status=500)
         first = await h.refresh()
@@ -606,16 +595,16 @@ async def test_429_with_a_long_wait_gives_up_and_asks_nothing_more(
         h.clock.advance(STEP)
         caplog.clear()
         first, began = len(h.sim.request_log), time.perf_counter()
-        pending = h.running.scheduler.start_refresh()
-        # Every request passes the budget's gate; once each request of the pass that entered the client
-        # is parked in that gate (none in flight), the log below holds everything sent before the hold
-        # and nothing more can go out until it ends. A hammering exporter fails the assertion below, or
-        # (a request never parked) this wait.
-        await eventually(parked_on_the_request_budget, within=5, what="the pass to be held by the budget")
+        # The pass is over once the planner has nothing in flight and may start nothing: it holds every
+        # listing of the pass (they stay due) until the API's hour is over. A hammering exporter fails
+        # the assertion below, or (never at rest) this deadline.
+        await h.running.scheduler.refresh(deadline=5)
         during = await h.observe(first, began)
 
         assert [(r.route, r.status) for r in during.requests] == [(routes.PROJECTS, 429)]
-        assert not pending.done(), "the pass cannot have read anything"
+        planner = h.running.exporter.scheduler
+        assert isinstance(planner, PlannedPasses)
+        assert not planner.planner.in_flight()
         await check_fault(
             h,
             before,
@@ -628,7 +617,8 @@ async def test_429_with_a_long_wait_gives_up_and_asks_nothing_more(
         deferred = value(during.samples, "northflank_exporter_refresh_deferred_seconds")
         assert deferred is not None
         assert deferred > 2500  # until the API said to come back
-        pending.cancel()
+        # Still nothing: every due listing waits for the hold (the planner looks again only after it).
+        assert [(r.route, r.status) for r in h.sim.request_log.records[first:]] == [(routes.PROJECTS, 429)]
 
 
 # -- 5xx with HTML bodies, hang, connection refused, reset ------------------------------------------------
@@ -693,6 +683,9 @@ async def test_connection_refused_mid_run(harness: Harness) -> None:
         stale=set(series(before.samples, REFRESHED)),
         errors={
             ("projects", "connection"): 1,
+            # The planner still reads what the last good discovery found (a complete pass used to skip
+            # the addon listings when the projects could not be listed).
+            ("addons", "connection"): len(h.sim.fleet.projects),
             ("backups", "connection"): n_addons,
             ("schedules", "connection"): n_addons,
             ("restores", "connection"): n_addons,
@@ -788,8 +781,8 @@ async def test_an_invalid_body_keeps_the_last_good_data(harness: Harness, case: 
     elif case.resource == "addons":
         stale = {refreshed("addons", project.id)}
     elif case.resource == "projects":
-        # Discovery failed: no project's addon listing is read either (the addons themselves are).
-        stale = {refreshed("projects")} | {refreshed("addons", p.id) for p in h.sim.fleet.projects}
+        # Discovery failed: the planner still reads the addon listings of the projects it found before.
+        stale = {refreshed("projects")}
     elif case.resource == "backup_destinations":
         stale = {refreshed("backup_destinations")}
     else:
@@ -817,7 +810,9 @@ async def test_a_10_mb_page_is_refused_without_reading_it(caplog: pytest.LogCapt
     labels = {"project": "e2e-project", "addon": "e2e-healthy"}  # the e2e scenario's ids are fixed
     admin = {"Authorization": f"Bearer {TOKEN}"}
     with simulator_process("--scenario", "e2e", "--token", TOKEN) as api_url:
-        async with running_exporter(api_url=api_url, token=TOKEN, clock=clock) as running:
+        async with running_exporter(
+            api_url=api_url, token=TOKEN, clock=clock, passes=True, request_budget=BUDGET
+        ) as running:
             await running.scheduler.refresh()
             before = await running.scrape()
             fault = {"kind": "huge_page", "route": routes.BACKUPS, "params": {"addonId": labels["addon"]}}

@@ -6,9 +6,10 @@ The exporter is the production one (its planner, budget, client and refresher) r
 simulator through the client's real HTTP path (``httpx`` over the simulator's ASGI app), scraped through
 the app's real /metrics route. It runs on the virtual-time loop (``exporter/virtual_time.py``), so the
 planner's passes, the next-refresh times it plans and every timestamp follow the simulated clock alone:
-nothing is left out of the comparison. Only two kinds of value follow the machine, not the clock: the
-API request durations (measured with ``time.perf_counter``, which the virtual loop does not move) and
-prometheus_client's ``_created`` series (read from ``time.time``). Their sample lines are kept, with the
+nothing is left out of the comparison. Only three kinds of value follow the machine, not the clock: the
+API request durations (measured with ``time.perf_counter``, which the virtual loop does not move),
+prometheus_client's ``_created`` series (read from ``time.time``) and the process's own ``process_*``
+(read from /proc). Their sample lines are kept, with the
 value (the histogram's bucket counts and sum, the creation time) replaced by ``<machine-timed>``, so a
 change to their families, labels or buckets still shows.
 
@@ -31,7 +32,9 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from exporter import __version__
 from exporter.app import Exporter
+from exporter.buildinfo import BuildInfo
 from exporter.config import Settings
 from exporter.simulator.app import IN_PROCESS_URL, Simulator
 from exporter.virtual_time import VirtualClock, run_virtual
@@ -44,16 +47,23 @@ EPOCH = 1793610000.0
 #: Virtual time the planner runs before the scrape: long enough for every resource to have been read.
 RUN_FOR = 2 * 3600.0
 TOKEN = "nfp_golden_token"
+#: The build as the golden file shows it, whatever checkout and Python run the test.
+BUILD = BuildInfo(
+    version=__version__, revision="0123456789abcdef0123456789abcdef01234567", python_version="3.11.0"
+)
 #: Sample lines whose values follow the machine's speed rather than the clock (see the docstring).
 _MACHINE_TIMED = re.compile(
-    r"^((?:northflank_api_request_duration_seconds_(?:bucket|sum)|[a-z_]+_created)\b.*) \S+$"
+    r"^((?:northflank_api_request_duration_seconds_(?:bucket|sum)|[a-z_]+_created|process_[a-z_]+)\b.*) \S+$"
 )
 
 
 async def _scrape(clock: VirtualClock) -> str:
     simulator = Simulator.from_scenario(SCENARIO, clock=clock, seed=SEED, token=TOKEN)
     exporter = Exporter(
-        Settings(api_url=IN_PROCESS_URL, token=SecretStr(TOKEN)), clock=clock, transport=simulator.transport()
+        Settings(api_url=IN_PROCESS_URL, token=SecretStr(TOKEN)),
+        clock=clock,
+        transport=simulator.transport(),
+        build=BUILD,
     )
     stop = asyncio.Event()
     polling = asyncio.create_task(exporter.scheduler.run(exporter.refresher, stop))

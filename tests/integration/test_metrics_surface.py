@@ -4,17 +4,29 @@ HELP and one TYPE (the declared ones), and no ``_created`` series."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from exporter import metrics
+from exporter.config import ListenAddress
 from exporter.exposition import escape_help
+from exporter.web.webhook import WebhookSecret
 from tests.support import MONDAY_NOON, simulated_exporter
 
 TOKEN = "nf-metrics-surface-token-51c0"
 _HEADER = re.compile(r"^# (HELP|TYPE) (\S+) (.*)$")
 
 
-async def test_every_family_on_metrics_is_declared_once_with_its_help_and_type() -> None:
-    async with simulated_exporter("demo", token=TOKEN, start=MONDAY_NOON) as simulated:
+async def test_every_family_on_metrics_is_declared_once_with_its_help_and_type(tmp_path: Path) -> None:
+    # With the webhook served and the state saved: their families are exposed only then.
+    async with simulated_exporter(
+        "demo",
+        token=TOKEN,
+        start=MONDAY_NOON,
+        passes=True,
+        webhook_listen_address=ListenAddress("127.0.0.1", 0),
+        webhook_secret=WebhookSecret(b"metrics-surface-webhook-secret"),
+        storage_path=tmp_path,
+    ) as simulated:
         await simulated.exporter.scheduler.refresh()
         text = await simulated.exporter.scrape_text()
 
@@ -28,7 +40,7 @@ async def test_every_family_on_metrics_is_declared_once_with_its_help_and_type()
     assert {name: len(v) for name, v in helps.items() if len(v) > 1} == {}
     assert {name: len(v) for name, v in types.items() if len(v) > 1} == {}
     declared = {family.name: family for family in metrics.FAMILIES}
-    # The manual scheduler of the test exposes nothing of its own: every family on the page is declared.
+    # With the exporter's own planner (its families are declared there too): the page is the declarations.
     assert set(types) == set(declared)
     for name, family in declared.items():
         assert types[name] == [family.type], name

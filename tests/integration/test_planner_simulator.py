@@ -200,13 +200,17 @@ def test_in_the_reserve_only_backup_checks_go_out_and_a_429_is_waited_out() -> N
     assert [r for r in run.requests if r.time >= reset], "polling resumes after the reset"
 
 
-def test_the_deprecated_fixed_interval_is_held_to_the_budget_too() -> None:
+def test_a_staleness_the_budget_cannot_pay_for_is_held_to_the_budget() -> None:
+    """Every addon's backups asked for every minute (300 requests an hour for the e2e fleet's five
+    addons, plus discovery) on a budget of 50: the budget wins, and the API never has to say 429."""
     run = run_exporter(
         lambda clock: Simulator(e2e(start=T0), clock=clock),
         hours=3,
         budget=50,
-        refresh_interval=60.0,
+        max_staleness=60.0,
     )
-    assert not isinstance(run.exporter.scheduler, Planner)
+    assert isinstance(run.exporter.scheduler, Planner)
     assert run.simulator.request_log.count(status=429) == 0
     assert max_in_rolling_hour([r.time for r in run.requests]) <= 50
+    # The budget was spent, not left idle: the test would pass vacuously on an exporter reading nothing.
+    assert max_in_rolling_hour([r.time for r in run.requests]) >= 40

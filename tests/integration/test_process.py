@@ -131,9 +131,11 @@ def test_config_check_reports_a_rejected_token_and_exits_1(simulator_url: str) -
     proc = _start(["--config.check"], {"NF_API_HOST": simulator_url, "NF_API_TOKEN": "wrong-token-1c9e"})
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
-    assert out.count("\n") == 1
-    assert out.startswith("configuration check failed: /v1/projects: authentication failed")
-    assert "(auth)" in out
+    # A failure goes to stderr (issue 10, section 4), as one line.
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("configuration check failed: /v1/projects: authentication failed")
+    assert "(auth)" in err
     assert "wrong-token-1c9e" not in out + err
 
 

@@ -49,19 +49,26 @@ async def test_not_ready_while_discovery_has_never_succeeded(fault: str) -> None
         else:
             api_url = f"http://127.0.0.1:{free_port()}"
         async with running_exporter(api_url=api_url, token=TOKEN, clock=clock, planner=True) as running:
+            # While the token is refused the planner asks only for the projects: any other listing would
+            # be refused too.
+            tried = ("projects",) if fault == "token_refused" else ("projects", "backup_destinations")
 
             async def both_failed() -> bool:
                 samples = await running.scrape()
                 return all(
-                    (value(samples, ERRORS, resource=resource, reason=reason) or 0) >= 1
-                    for resource in ("projects", "backup_destinations")
+                    (value(samples, ERRORS, resource=resource, reason=reason) or 0) >= 1 for resource in tried
                 )
 
             # Every first read the planner could try has been answered, and refused.
             await until(both_failed, deadline=20, what=f"the {reason} errors of the first reads")
+            if fault == "token_refused":
+                samples = await running.scrape()
+                assert not value(samples, ERRORS, resource="backup_destinations", reason=reason)
             response = await running.http.get(f"{running.url}/-/ready")
             assert response.status_code == 503
-            assert "discovery has not succeeded" in response.text
+            # A refused token says so (issue 10, section 4); an API not there, that discovery failed.
+            expected = "refuses the token" if fault == "token_refused" else "discovery has not succeeded"
+            assert expected in response.text
             assert TOKEN not in response.text
             samples = await running.scrape()
             assert value(samples, "northflank_up") == 0

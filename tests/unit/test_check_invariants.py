@@ -19,10 +19,13 @@ def test_a_check_without_a_token_fails_and_sends_nothing() -> None:
         sent.append(request)
         return httpx.Response(200, json={"data": {"projects": []}})
 
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     code = asyncio.run(
-        check_config(Settings(), clock=FixedClock(1.7e9), transport=httpx.MockTransport(handler), out=out)
+        check_config(
+            Settings(), clock=FixedClock(1.7e9), transport=httpx.MockTransport(handler), out=out, err=err
+        )
     )
     assert code == 1
-    assert "no API token" in out.getvalue()
+    assert "no API token" in err.getvalue()
+    assert out.getvalue() == ""
     assert sent == []

@@ -115,7 +115,8 @@ def test_addon_values_and_scrape_time_age() -> None:
     assert registry.get_sample_value("northflank_addon_backup_last_failed_timestamp_seconds", db) is None
     info = {**db, "addon_name": "Main DB", "project_name": "Payments", "addon_type": "postgresql"}
     assert registry.get_sample_value("northflank_addon_info", info) == 1
-    assert registry.get_sample_value("northflank_exporter_build_info", {"version": "1.2.3"}) == 1
+    build = {"version": "1.2.3", "revision": "unknown", "pythonversion": "unknown"}
+    assert registry.get_sample_value("northflank_exporter_build_info", build) == 1
     assert registry.get_sample_value("northflank_up") == 1
 
 

@@ -10,10 +10,11 @@ from exporter.app import make_scheduler
 from exporter.budget import RequestBudget
 from exporter.cli import main
 from exporter.clock import FixedClock
-from exporter.config import ConfigError, ListenAddress, build_parser, load_settings
+from exporter.config import ConfigError, ListenAddress, load_settings
 from exporter.durations import parse_duration
-from exporter.planner import Planner
-from exporter.poller import FixedIntervalScheduler
+from exporter.flags import build_parser
+from exporter.planner import Planner, PlannerSettings
+from exporter.planner.scheduler import planner_settings
 
 ENV = {"NF_API_TOKEN": "nf-test-token"}
 
@@ -23,8 +24,7 @@ def test_defaults() -> None:
     assert s.listen_address == ListenAddress("", 10150)
     assert s.telemetry_path == "/metrics"
     assert s.api_url == "https://api.northflank.com"
-    # No fixed interval: the planner decides, within half the announced rate limit.
-    assert s.refresh_interval is None
+    # The planner decides, within half the announced rate limit.
     assert s.request_budget is None
     assert s.rate_limit_reserve == 0.2
     assert s.max_staleness is None
@@ -58,7 +58,6 @@ def test_flags() -> None:
         [
             "--web.listen-address=127.0.0.1:9000",
             "--web.telemetry-path=/x",
-            "--northflank.refresh-interval=1h30m",
             "--backup.schedule-grace=45m",
             "--northflank.team=team-a",
             "--northflank.team=team-b",
@@ -69,7 +68,6 @@ def test_flags() -> None:
     )
     assert s.listen_address == ListenAddress("127.0.0.1", 9000)
     assert s.telemetry_path == "/x"
-    assert s.refresh_interval == 5400
     assert s.schedule_grace == 2700
     assert s.teams == ("team-a", "team-b")
     assert (s.log_level, s.log_format) == ("debug", "json")
@@ -81,8 +79,6 @@ def test_flags() -> None:
         ([], {}, "no Northflank API token"),
         (["--web.listen-address=nohost"], ENV, "--web.listen-address"),
         (["--web.listen-address=:99999"], ENV, "--web.listen-address"),
-        (["--northflank.refresh-interval=soon"], ENV, "--northflank.refresh-interval"),
-        (["--northflank.refresh-interval=0s"], ENV, "must be at least"),
         (["--web.telemetry-path=metrics"], ENV, "--web.telemetry-path"),
         (["--northflank.token-file=/nonexistent/token"], ENV, "cannot read"),
         (["--northflank.team=bad/team"], ENV, "--northflank.team"),
@@ -129,7 +125,7 @@ def test_cli_prints_single_error_line_and_exits_2(
 ) -> None:
     monkeypatch.delenv("NF_API_TOKEN", raising=False)
     monkeypatch.delenv("NORTHFLANK_API_TOKEN", raising=False)
-    assert main(["--northflank.refresh-interval=5m"]) == 2
+    assert main(["--northflank.max-staleness=5m"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("northflank-backup-exporter: error: no Northflank API token")
@@ -160,14 +156,53 @@ def test_budget_flags() -> None:
     )
 
 
-def test_deprecated_refresh_interval_still_selects_the_fixed_interval_mode() -> None:
-    assert "DEPRECATED" in " ".join(build_parser().format_help().split())
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--northflank.refresh-interval=5m"],
+        ["--northflank.refresh-interval", "1h"],
+        ["--northflank.refresh-interval"],
+        ["--web.listen-address=:9000", "--northflank.refresh-interval=soon"],
+    ],
+)
+def test_the_removed_refresh_interval_is_one_line_with_a_hint_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixed-interval scheduler is gone: its flag names itself as removed and says what to use
+    instead, whatever value it was given (even none, even with a token)."""
+    monkeypatch.setenv("NF_API_TOKEN", "nf-test-token")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("northflank-backup-exporter: error: --northflank.refresh-interval was removed")
+    assert "--northflank.max-staleness" in err
+    assert "--northflank.refresh-interval" not in " ".join(build_parser().format_help().split())
+
+
+def test_the_exporter_always_plans_with_the_settings_flags_give() -> None:
     clock = FixedClock(0)
     budget = RequestBudget(clock=clock)
-    fixed = load_settings(["--northflank.refresh-interval=5m"], ENV)
-    assert fixed.refresh_interval == 300
-    assert isinstance(make_scheduler(fixed, budget=budget, clock=clock), FixedIntervalScheduler)
     assert isinstance(make_scheduler(load_settings([], ENV), budget=budget, clock=clock), Planner)
+    flags = [
+        "--northflank.max-staleness=2h",
+        "--northflank.discovery-interval=1h",
+        "--northflank.schedules-interval=6h",
+        "--northflank.restores-interval=12h",
+        "--northflank.concurrency=7",
+    ]
+    # Every knob differs from its default: a field left out of planner_settings would show here.
+    assert planner_settings(load_settings(flags, ENV)) == PlannerSettings(
+        max_staleness=7200,
+        discovery_interval=3600,
+        schedules_interval=21600,
+        restores_interval=43200,
+        concurrency=7,
+    )
+    default = PlannerSettings()
+    assert all(
+        getattr(planner_settings(load_settings(flags, ENV)), name) != getattr(default, name)
+        for name in PlannerSettings.__dataclass_fields__
+    )
 
 
 def test_flag_defaults_are_the_one_set_of_defaults() -> None:

@@ -7,8 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from exporter import metrics
-from exporter.exposition import Family, render_registry
-from exporter.metrics import DuplicateMetricError, unique
+from exporter.exposition import DuplicateMetricError, Family, render_registry, unique
 
 
 def test_every_declared_family_is_unique_with_help_and_a_known_type() -> None:

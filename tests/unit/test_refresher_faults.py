@@ -34,7 +34,7 @@ from exporter.northflank.models import Addon, Backup, Project
 from exporter.poller import Refresher
 from exporter.resources import RESOURCES
 from exporter.snapshot import SnapshotStore, summarize_restores
-from tests.support import Samples, parse_samples, value
+from tests.support import Samples, parse_samples, refresh_everything, value
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 ADDONS = ("a1", "a2", "a3")
@@ -121,7 +121,7 @@ class World:
 
     async def refresh(self, advance: float = 600.0) -> Samples:
         self.clock.advance(advance)
-        await self.refresher.refresh_all()
+        await refresh_everything(self.refresher)
         return self.scrape()
 
     def scrape(self) -> Samples:
@@ -178,9 +178,13 @@ async def test_an_arbitrary_exception_from_a_listing_is_counted_logged_once_and_
         during = await world.refresh()
 
     assert errors(during, "backups", "unexpected") == 3
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [r.getMessage() for r in records]
     assert len(warnings) == 1, warnings
-    assert f"(unexpected) for p1/a1: {type(raise_()).__name__}" in warnings[0]
+    assert type(raise_()).__name__ in warnings[0]
+    # The context is in fields (logfmt fields, JSON keys), not in the message.
+    fields = {k: getattr(records[0], k, None) for k in ("resource", "reason", "project", "addon")}
+    assert fields == {"resource": "backups", "reason": "unexpected", "project": "p1", "addon": "a1"}
     assert str(raise_()) not in warnings[0], "the message may quote what the API sent"
     no_traceback_above_debug(caplog)
     assert any(r.levelno == logging.DEBUG and r.exc_info is not None for r in caplog.records)

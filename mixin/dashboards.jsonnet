@@ -1,0 +1,3 @@
+local dashboards = (import 'mixin.libsonnet').grafanaDashboards;
+
+{ [name]: dashboards[name] for name in std.objectFields(dashboards) }
