@@ -49,6 +49,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -255,87 +256,142 @@ def run_one(addons: int, poller: str, hours: float, budget: int = BUDGET) -> Run
     fleet = reference(addons, seed=FLEET_SEED)
 
     async def main(clock: VirtualClock) -> RunResult:
-        simulator = Simulator(fleet, clock=clock, seed=SIMULATOR_SEED, rate_limit=API_RATE_LIMIT)
-        settings = Settings(
-            listen_address=ListenAddress("127.0.0.1", 0),
-            api_url=IN_PROCESS_URL,
-            token=SecretStr(DEFAULT_TOKEN),
-            request_budget=budget,
-        )
-        timed = TimedApp(simulator.app)
-        exporter = Exporter(settings, clock=clock, transport=httpx.ASGITransport(app=timed))
+        rig = Rig.build(fleet, clock, in_process_settings(budget))
         mode = MODES[poller]
-        mode.install(exporter, budget)
-        refresher = RecordingRefresher(exporter, clock)
-        keys = [(a.project_id, a.id) for a in fleet.addons]
+        mode.install(rig.exporter, budget)
         stop = asyncio.Event()
         start = clock.now()
-        polling = asyncio.create_task(exporter.scheduler.run(refresher, stop))
-        ready_at: float | None = None
-        end = start + hours * HOUR
-        while clock.now() < end:
-            await asyncio.sleep(60)
-            if ready_at is None and exporter.store.current.ready:
-                ready_at = clock.now()
+        polling = asyncio.create_task(rig.exporter.scheduler.run(rig.refresher, stop))
+        ready_at = await watch_ready(clock, rig.exporter, start + hours * HOUR)
         # As Exporter.run stops the poller: stop, then cancel whatever is still waiting.
         stop.set()
         polling.cancel()
         await asyncio.gather(polling, return_exceptions=True)
-        await exporter.client.aclose()
-
-        # Each addon's last backup is known from its first successful backup read on.
-        firsts = [refresher.reads[key][0] if refresher.reads.get(key) else math.inf for key in keys]
-        warm_at = max(firsts, default=start)
-        # Detection is measured once the planner knows every addon's schedules too (it reads them after
-        # every addon's backups): before that no scheduled run of theirs can be planned for.
-        schedules = [refresher.schedules_known.get(key, math.inf) for key in keys]
-        settled_at = max([warm_at, *schedules]) if mode.reads_schedules else warm_at
-        warm_until = max(start + HOUR, min(settled_at, end))
-        window_end = end - TAIL
-        log = simulator.request_log
-        in_window = [r for r in log if warm_until <= r.time < window_end]
-        delays: dict[str, list[float]] = {"completed": [], "failed": [], "manual": []}
-        detected = undetected = 0
-        events = _events(simulator.fleet, warm_until, window_end) if window_end > warm_until else []
-        for key, record in events:
-            assert record.completed_at is not None
-            reads = refresher.reads.get(key, [])
-            index = bisect_left(reads, record.completed_at)
-            if index == len(reads):
-                undetected += 1
-                continue
-            detected += 1
-            kind = "manual" if record.schedule_id is None else record.status
-            delays[kind].append(reads[index] - record.completed_at)
-        measured = max(window_end - warm_until, 1e-9) / HOUR
-        tiers = (
-            {tier.label: count / hours for tier, count in exporter.scheduler.started().items()}
-            if isinstance(exporter.scheduler, Planner)
-            else {}
-        )
-        return RunResult(
-            poller=poller,
-            addons=addons,
-            hours=hours,
-            warmup_hours=(warm_at - start) / HOUR,
-            floor_hours=warmup_floor(fleet, budget),
-            ready_hours=(ready_at - start) / HOUR if ready_at is not None else math.inf,
-            settled_hours=(settled_at - start) / HOUR,
-            max_in_hour=log.max_in_window(HOUR),
-            rate_limited=log.count(status=429),
-            requests_per_hour=len(in_window) / measured,
-            events_per_hour=len(events) / measured,
-            backup_requests=sum(1 for r in in_window if r.route == BACKUPS),
-            detected=detected,
-            undetected=undetected,
-            delays=delays,
-            tiers=tiers,
-            simulator_seconds=timed.seconds,
-        )
+        await rig.exporter.client.aclose()
+        return measure(rig, poller, addons, hours, budget, start, ready_at, mode.reads_schedules)
 
     result = run_virtual(main, epoch=EPOCH)
     result.wall_seconds = time.perf_counter() - started_wall
     return result
+
+
+async def watch_ready(clock: VirtualClock, exporter: Exporter, end: float) -> float | None:
+    """Let the run go on until ``end``, a minute at a time; when ``/-/ready`` first answered 200."""
+    ready_at: float | None = None
+    while clock.now() < end:
+        await asyncio.sleep(60)
+        if ready_at is None and exporter.store.current.ready:
+            ready_at = clock.now()
+    return ready_at
+
+
+def in_process_settings(budget: int, **more: Any) -> Settings:
+    """The exporter's settings for the in-process simulator, at ``budget`` requests an hour (``more``:
+    other settings)."""
+    return Settings(
+        listen_address=ListenAddress("127.0.0.1", 0),
+        api_url=IN_PROCESS_URL,
+        token=SecretStr(DEFAULT_TOKEN),
+        request_budget=budget,
+        **more,
+    )
+
+
+@dataclass
+class Rig:
+    """One run's parts: the simulator (its app timed), the exporter reading it, and the refresher that
+    records what it read (shared by bench/freshness_webhook.py)."""
+
+    simulator: Simulator
+    timed: TimedApp
+    exporter: Exporter
+    refresher: RecordingRefresher
+
+    @classmethod
+    def build(cls, fleet: Fleet, clock: VirtualClock, settings: Settings) -> Rig:
+        simulator = Simulator(fleet, clock=clock, seed=SIMULATOR_SEED, rate_limit=API_RATE_LIMIT)
+        timed = TimedApp(simulator.app)
+        exporter = Exporter(settings, clock=clock, transport=httpx.ASGITransport(app=timed))
+        return cls(simulator, timed, exporter, RecordingRefresher(exporter, clock))
+
+
+def measure(
+    rig: Rig,
+    poller: str,
+    addons: int,
+    hours: float,
+    budget: int,
+    start: float,
+    ready_at: float | None,
+    reads_schedules: bool,
+) -> RunResult:
+    """The figures of the run on ``rig`` that began at ``start`` and ran ``hours``: the warm-up, the
+    measured window, and each backup event's detection delay by kind (shared by
+    bench/freshness_webhook.py)."""
+    simulator, exporter, refresher = rig.simulator, rig.exporter, rig.refresher
+    end = start + hours * HOUR
+    keys = [(a.project_id, a.id) for a in simulator.fleet.addons]
+    # Each addon's last backup is known from its first successful backup read on.
+    firsts = [refresher.reads[key][0] if refresher.reads.get(key) else math.inf for key in keys]
+    warm_at = max(firsts, default=start)
+    # Detection is measured once the planner knows every addon's schedules too (it reads them after
+    # every addon's backups): before that no scheduled run of theirs can be planned for.
+    schedules = [refresher.schedules_known.get(key, math.inf) for key in keys]
+    settled_at = max([warm_at, *schedules]) if reads_schedules else warm_at
+    warm_until = max(start + HOUR, min(settled_at, end))
+    window_end = end - TAIL
+    log = simulator.request_log
+    in_window = [r for r in log if warm_until <= r.time < window_end]
+    delays: dict[str, list[float]] = {"completed": [], "failed": [], "manual": []}
+    detected = undetected = 0
+    events = _events(simulator.fleet, warm_until, window_end) if window_end > warm_until else []
+    for key, record in events:
+        assert record.completed_at is not None
+        reads = refresher.reads.get(key, [])
+        index = bisect_left(reads, record.completed_at)
+        if index == len(reads):
+            undetected += 1
+            continue
+        detected += 1
+        kind = "manual" if record.schedule_id is None else record.status
+        delays[kind].append(reads[index] - record.completed_at)
+    measured = max(window_end - warm_until, 1e-9) / HOUR
+    tiers = (
+        {tier.label: count / hours for tier, count in exporter.scheduler.started().items()}
+        if isinstance(exporter.scheduler, Planner)
+        else {}
+    )
+    return RunResult(
+        poller=poller,
+        addons=addons,
+        hours=hours,
+        warmup_hours=(warm_at - start) / HOUR,
+        floor_hours=warmup_floor(simulator.fleet, budget),
+        ready_hours=(ready_at - start) / HOUR if ready_at is not None else math.inf,
+        settled_hours=(settled_at - start) / HOUR,
+        max_in_hour=log.max_in_window(HOUR),
+        rate_limited=log.count(status=429),
+        requests_per_hour=len(in_window) / measured,
+        events_per_hour=len(events) / measured,
+        backup_requests=sum(1 for r in in_window if r.route == BACKUPS),
+        detected=detected,
+        undetected=undetected,
+        delays=delays,
+        tiers=tiers,
+        simulator_seconds=rig.timed.seconds,
+    )
+
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+def run_jobs(run: Callable[[J], R], jobs: Sequence[J], processes: int) -> list[R]:
+    """``run`` of each job, in order: in ``processes`` processes, or in this one when it is 1."""
+    if processes > 1:
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            return list(pool.map(run, jobs))
+    return [run(job) for job in jobs]
 
 
 def warmup_floor(fleet: Fleet, budget: int) -> float:
@@ -505,11 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{API_RATE_LIMIT}/h, budget {args.budget}/h, {len(jobs)} runs on {args.jobs} processes",
         flush=True,
     )
-    if args.jobs > 1:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            results = list(pool.map(_run, jobs))
-    else:
-        results = [_run(job) for job in jobs]
+    results = run_jobs(_run, jobs, args.jobs)
     results.sort(key=lambda r: (r.addons, pollers.index(r.poller)))
     print("delays in minutes; req/event counts backup-listing requests per detected backup event")
     print(HEADER)

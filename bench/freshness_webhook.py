@@ -22,18 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import sys
 import time
-from bisect import bisect_left
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,24 +39,20 @@ from freshness import (
     EPOCH,
     FLEET_SEED,
     HOUR,
-    SIMULATOR_SEED,
-    TAIL,
-    RecordingRefresher,
+    Rig,
     RunResult,
-    TimedApp,
-    _events,
     _minutes,
     _quantile,
+    in_process_settings,
+    measure,
+    run_jobs,
     run_one,
-    warmup_floor,
+    watch_ready,
 )
 
-from exporter.app import Exporter
-from exporter.config import ListenAddress, Settings
+from exporter.config import ListenAddress
 from exporter.planner import Planner
-from exporter.simulator.app import DEFAULT_TOKEN, IN_PROCESS_URL, Simulator
 from exporter.simulator.reference_fleet import reference
-from exporter.simulator.routes import BACKUPS
 from exporter.simulator.webhooks import WebhookOptions, WebhookSender
 from exporter.virtual_time import VirtualClock, run_virtual
 from exporter.web.webhook import WEBHOOK_PATH, WebhookSecret, create_webhook_app
@@ -90,17 +82,13 @@ def run_webhook(addons: int, poller: str, hours: float, budget: int = BUDGET) ->
     lost, duplicated = LOSSY if poller == "webhook-lossy" else (0.0, 0.0)
 
     async def main(clock: VirtualClock) -> WebhookRun:
-        simulator = Simulator(fleet, clock=clock, seed=SIMULATOR_SEED, rate_limit=API_RATE_LIMIT)
-        settings = Settings(
-            listen_address=ListenAddress("127.0.0.1", 0),
-            api_url=IN_PROCESS_URL,
-            token=SecretStr(DEFAULT_TOKEN),
-            request_budget=budget,
+        settings = in_process_settings(
+            budget,
             webhook_listen_address=ListenAddress("127.0.0.1", 0),
             webhook_secret=WebhookSecret(SECRET.encode()),
         )
-        timed = TimedApp(simulator.app)
-        exporter = Exporter(settings, clock=clock, transport=httpx.ASGITransport(app=timed))
+        rig = Rig.build(fleet, clock, settings)
+        simulator, exporter = rig.simulator, rig.exporter
         assert exporter.webhook is not None
         assert isinstance(exporter.scheduler, Planner)
         hook = httpx.AsyncClient(
@@ -111,18 +99,11 @@ def run_webhook(addons: int, poller: str, hours: float, budget: int = BUDGET) ->
             WebhookOptions(url=WEBHOOK_PATH, secret=SECRET, lost=lost, duplicated=duplicated),
             client=hook,
         )
-        refresher = RecordingRefresher(exporter, clock)
-        keys = [(a.project_id, a.id) for a in fleet.addons]
         stop = asyncio.Event()
         start = clock.now()
-        polling = asyncio.create_task(exporter.scheduler.run(refresher, stop))
+        polling = asyncio.create_task(exporter.scheduler.run(rig.refresher, stop))
         pushing = asyncio.create_task(sender.run(stop))
-        ready_at: float | None = None
-        end = start + hours * HOUR
-        while clock.now() < end:
-            await asyncio.sleep(60)
-            if ready_at is None and exporter.store.current.ready:
-                ready_at = clock.now()
+        ready_at = await watch_ready(clock, exporter, start + hours * HOUR)
         stop.set()
         polling.cancel()
         pushing.cancel()
@@ -130,47 +111,7 @@ def run_webhook(addons: int, poller: str, hours: float, budget: int = BUDGET) ->
         await exporter.client.aclose()
         await hook.aclose()
 
-        firsts = [refresher.reads[key][0] if refresher.reads.get(key) else math.inf for key in keys]
-        warm_at = max(firsts, default=start)
-        schedules = [refresher.schedules_known.get(key, math.inf) for key in keys]
-        settled_at = max([warm_at, *schedules])
-        warm_until = max(start + HOUR, min(settled_at, end))
-        window_end = end - TAIL
-        log = simulator.request_log
-        in_window = [r for r in log if warm_until <= r.time < window_end]
-        delays: dict[str, list[float]] = {"completed": [], "failed": [], "manual": []}
-        detected = undetected = 0
-        events = _events(simulator.fleet, warm_until, window_end) if window_end > warm_until else []
-        for key, record in events:
-            assert record.completed_at is not None
-            reads = refresher.reads.get(key, [])
-            index = bisect_left(reads, record.completed_at)
-            if index == len(reads):
-                undetected += 1
-                continue
-            detected += 1
-            kind = "manual" if record.schedule_id is None else record.status
-            delays[kind].append(reads[index] - record.completed_at)
-        measured = max(window_end - warm_until, 1e-9) / HOUR
-        result = RunResult(
-            poller=poller,
-            addons=addons,
-            hours=hours,
-            warmup_hours=(warm_at - start) / HOUR,
-            floor_hours=warmup_floor(fleet, budget),
-            ready_hours=(ready_at - start) / HOUR if ready_at is not None else math.inf,
-            settled_hours=(settled_at - start) / HOUR,
-            max_in_hour=log.max_in_window(HOUR),
-            rate_limited=log.count(status=429),
-            requests_per_hour=len(in_window) / measured,
-            events_per_hour=len(events) / measured,
-            backup_requests=sum(1 for r in in_window if r.route == BACKUPS),
-            detected=detected,
-            undetected=undetected,
-            delays=delays,
-            tiers={tier.label: count / hours for tier, count in exporter.scheduler.started().items()},
-            simulator_seconds=timed.seconds,
-        )
+        result = measure(rig, poller, addons, hours, budget, start, ready_at, reads_schedules=True)
         return WebhookRun(
             result,
             sent=sender.log.sent,
@@ -225,11 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"lost, {LOSSY[1]:.0%} duplicated",
         flush=True,
     )
-    if args.jobs > 1:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            runs = list(pool.map(_job, jobs))
-    else:
-        runs = [_job(job) for job in jobs]
+    runs = run_jobs(_job, jobs, args.jobs)
     runs.sort(key=lambda w: (w.result.addons, pollers.index(w.result.poller)))
     print(
         f"{'poller':<15}{'addons':>7}{'max/h':>7}{'429s':>6}{'events/h':>9}{'req/event':>10}"

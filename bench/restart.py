@@ -40,21 +40,19 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+# The fleet, seeds, epoch and budget of bench/freshness.py, from it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from freshness import API_RATE_LIMIT, BUDGET, EPOCH, FLEET_SEED, HOUR, SIMULATOR_SEED, in_process_settings
+
 from exporter.app import Exporter
-from exporter.config import ListenAddress, Settings
+from exporter.config import Settings
 from exporter.simulator.app import DEFAULT_TOKEN, IN_PROCESS_URL, Simulator
 from exporter.simulator.reference_fleet import reference
 from exporter.state.codec import StateIdentity, decode, encode
 from exporter.state.store import STATE_FILE
 from exporter.virtual_time import VirtualClock, run_virtual
 
-HOUR = 3600.0
-#: 2026-11-23 00:00 UTC, a Monday, as bench/freshness.py.
-EPOCH = 1_795_392_000.0
-FLEET_SEED = 7
-SIMULATOR_SEED = 7
-API_RATE_LIMIT = 1000
-BUDGET = 500
 #: The kill comes this long after the last save (the saver writes every 5 s: the worst case).
 KILL_AFTER_SAVE = 5.0
 #: The new process starts this long after the kill.
@@ -64,13 +62,7 @@ VIRTUAL_IDENTITY = StateIdentity(IN_PROCESS_URL, SecretStr(DEFAULT_TOKEN))
 
 
 def _settings(storage: Path | None) -> Settings:
-    return Settings(
-        listen_address=ListenAddress("127.0.0.1", 0),
-        api_url=IN_PROCESS_URL,
-        token=SecretStr(DEFAULT_TOKEN),
-        request_budget=BUDGET,
-        storage_path=storage,
-    )
+    return in_process_settings(BUDGET, storage_path=storage)
 
 
 def _all_known(exporter: Exporter, addons: int) -> bool:

@@ -55,15 +55,17 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+# The suites' complete pass (tests.support), from the repository's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.northflank import routes
-from exporter.northflank.errors import AuthError
 from exporter.poller import Refresher, WithoutMetrics
-from exporter.resources import ADDON_RESOURCES
 from exporter.simulator.app import IN_PROCESS_URL, Simulator
 from exporter.simulator.faults import FaultKind
 from exporter.virtual_time import VirtualClock, run_virtual
+from tests.support import complete_pass
 
 EPOCH = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
 TOKEN = "soak-token"  # noqa: S105 - the simulator's, not a secret
@@ -201,24 +203,6 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def complete_pass(refresher: Refresher) -> None:
-    """Every listing once, as a pass of tests.support.refresh_everything reads them: the projects first
-    (a refused token ends the pass there), each project's addons when discovery worked, then the rest."""
-    discovery = await refresher.refresh_projects()
-    if isinstance(discovery.error, AuthError):
-        return
-    if discovery.ok:
-        await asyncio.gather(*(refresher.refresh_project_addons(p) for p in refresher.store.current.projects))
-    await asyncio.gather(
-        refresher.refresh_destinations(),
-        *(
-            refresher.refresh_addon(key, resource)
-            for key in refresher.store.current.addons
-            for resource in ADDON_RESOURCES
-        ),
-    )
 
 
 class _Driven(WithoutMetrics):

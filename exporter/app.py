@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -304,7 +305,9 @@ class Exporter:
         serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="web")
         polling = asyncio.create_task(self.scheduler.run(self.refresher, stop), name="poller")
         saving = asyncio.create_task(self.state_saver.run(stop), name="state") if self.state_saver else None
-        log.info("listening on %s, metrics at %s", self.settings.listen_address, self.settings.telemetry_path)
+        # The port actually bound: with :0 (tests, several exporters on one host) the flag says nothing.
+        bound = dataclasses.replace(self.settings.listen_address, port=self.bound_port)
+        log.info("listening on %s, metrics at %s", bound, self.settings.telemetry_path)
         self.started.set()
         try:
             await stop.wait()

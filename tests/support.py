@@ -10,18 +10,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from pydantic import SecretStr
 
 from exporter.app import Exporter
+from exporter.cli import main
 from exporter.clock import Clock, FixedClock
 from exporter.config import ListenAddress, Settings
 from exporter.northflank.errors import AuthError
@@ -31,6 +33,7 @@ from exporter.resources import ADDON_RESOURCES
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
 from exporter.snapshot import Snapshot, SnapshotStore
+from exporter.web.webhook import WEBHOOK_PATH, WebhookSecret
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -40,12 +43,16 @@ MONDAY_NOON = 1_795_000_000.0 - (1_795_000_000.0 % 86400) + 12 * 3600
 
 
 async def refresh_everything(refresher: Refresher) -> None:
-    """One complete pass over everything, then the snapshot is marked ready: the projects first (a
-    refused token ends the pass there), then each project's addons (when discovery worked), then every
-    other listing."""
+    """One complete pass over everything (:func:`complete_pass`), then the snapshot is marked ready."""
+    await complete_pass(refresher)
+    refresher.store.update(Snapshot.with_ready)
+
+
+async def complete_pass(refresher: Refresher) -> None:
+    """Every listing once: the projects first (a refused token ends the pass there), then each project's
+    addons (when discovery worked), then every other listing (bench/soak.py's pass too)."""
     discovery = await refresher.refresh_projects()
     if isinstance(discovery.error, AuthError):
-        refresher.store.update(Snapshot.with_ready)
         return
     if discovery.ok:
         await asyncio.gather(*(refresher.refresh_project_addons(p) for p in refresher.store.current.projects))
@@ -57,7 +64,6 @@ async def refresh_everything(refresher: Refresher) -> None:
             for resource in ADDON_RESOURCES
         ),
     )
-    refresher.store.update(Snapshot.with_ready)
 
 
 class ManualScheduler(WithoutMetrics):
@@ -155,6 +161,14 @@ class RunningExporter:
         response.raise_for_status()
         return response.text
 
+    @property
+    def webhook_url(self) -> str:
+        """The webhook's URL on its own listener (started with ``webhook_secret``)."""
+        listener = self.exporter.webhook_listener
+        if listener is None:
+            raise RuntimeError("the exporter serves no webhook: start it with webhook_secret")
+        return f"http://127.0.0.1:{listener.port}{WEBHOOK_PATH}"
+
 
 def parse_samples(text: str) -> Samples:
     samples: Samples = {}
@@ -186,12 +200,19 @@ async def running_exporter(
     transport: httpx.AsyncBaseTransport | None = None,
     planner: bool = False,
     passes: bool = False,
+    webhook_secret: WebhookSecret | None = None,
     **settings: Any,
 ) -> AsyncIterator[RunningExporter]:
     """An Exporter serving on 127.0.0.1 (a free port), refreshed only when the test asks: by complete
     passes of the refresher (:class:`ManualScheduler`), or with ``passes=True`` by forced passes of its
     own planner (:class:`PlannedPasses`); or left to its own planner with ``planner=True`` (then
-    ``scheduler.refresh`` is not available)."""
+    ``scheduler.refresh`` is not available). With ``webhook_secret`` it serves the notification webhook
+    too, on a free port of its own (:attr:`RunningExporter.webhook_url`)."""
+    if webhook_secret is not None:
+        settings |= {
+            "webhook_listen_address": ListenAddress("127.0.0.1", 0),
+            "webhook_secret": webhook_secret,
+        }
     config = dataclasses.replace(
         Settings(listen_address=ListenAddress("127.0.0.1", 0), api_url=api_url, token=SecretStr(token)),
         **settings,
@@ -267,6 +288,42 @@ async def eventually(condition: Callable[[], bool], *, within: float, what: str)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], *, deadline: float, what: str) -> None:
+    """Wait until ``await condition()`` holds (the exporter's state as its HTTP side shows it: polled,
+    there is nothing to await); fail after ``deadline`` seconds, naming ``what`` was awaited."""
+    try:
+        async with asyncio.timeout(deadline):
+            while not await condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {deadline}s waiting for {what}") from None
+
+
+async def promtool_check_metrics(promtool: str, text: str) -> tuple[int, str, str]:
+    """``promtool check metrics`` of ``text`` (in a thread, the event loop serving on): its exit code,
+    stdout and stderr, ``(0, "", "")`` when the exposition is clean."""
+    lint = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return lint.returncode, lint.stdout, lint.stderr
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The exit code, stdout and stderr of ``cli.main(argv)`` in this process (argparse exits itself)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def http_ok(url: str) -> bool:

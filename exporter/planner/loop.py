@@ -14,6 +14,7 @@ from exporter.budget import RequestBudget
 from exporter.clock import Clock
 from exporter.northflank.errors import AuthError, RateLimitedError
 from exporter.planner import persistence
+from exporter.planner.losses import DeliveryLosses
 from exporter.planner.policy import (
     BORROW_ORDER,
     BORROW_ORDER_LATE_FIRST_READS,
@@ -369,6 +370,11 @@ class PlanningLoop:
     def pushed_floor(self) -> float | None:
         """See :meth:`.push.Pushes.pushed_floor`."""
         return self._push.pushed_floor()
+
+    @property
+    def delivery_losses(self) -> DeliveryLosses:
+        """How many webhook deliveries the reads found lost (see :mod:`.losses`)."""
+        return self._book.losses
 
     def _start_hinted(self, now: float, gate: float) -> float | None:
         """Start the hinted reads that may start now; when to look again if one must wait for the

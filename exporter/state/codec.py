@@ -15,9 +15,11 @@ from one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from exporter.northflank.models import BackupStatus
 from exporter.northflank.ratelimit import RateLimitStatus
@@ -82,6 +84,24 @@ class SavedState:
     budget: BudgetState = field(default_factory=BudgetState)
 
 
+T = TypeVar("T")
+
+
+def _alike(kind: type[T], source: object, **changed: Any) -> T:
+    """A ``kind`` (a file model or a typed value) from ``source`` (the other one), field by field by name:
+    one list of the fields, the classes' own, for both ways. ``changed`` gives the fields that change on
+    the way. A field one side lacks fails every round trip (AttributeError), and the models check every
+    value strictly on encoding."""
+    if issubclass(kind, BaseModel):
+        names: tuple[str, ...] = tuple(kind.model_fields)
+    elif is_dataclass(kind):
+        names = tuple(f.name for f in fields(kind))
+    else:
+        raise TypeError(f"{kind.__name__} is neither a file model nor a dataclass")
+    values = {name: getattr(source, name) for name in names if name not in changed}
+    return kind(**values, **changed)
+
+
 # -- encoding -----------------------------------------------------------------------------------------------
 
 
@@ -110,22 +130,11 @@ def _backups_model(fetched: Fetched[BackupSummary]) -> FetchedBackupsModel:
     s = fetched.value
     return FetchedBackupsModel(
         at=fetched.at,
-        value=BackupSummaryModel(
+        value=_alike(
+            BackupSummaryModel,
+            s,
             counts=_status_map(s.counts),
-            last_completed_at=s.last_completed_at,
-            last_completed_size_bytes=s.last_completed_size_bytes,
-            last_completed_duration_seconds=s.last_completed_duration_seconds,
-            last_failed_at=s.last_failed_at,
-            consecutive_failures=s.consecutive_failures,
-            completed_size_bytes=s.completed_size_bytes,
-            oldest_completed_at=s.oldest_completed_at,
-            in_progress_started_at=s.in_progress_started_at,
-            last_initiated_at=s.last_initiated_at,
-            typical_duration_seconds=s.typical_duration_seconds,
-            future_dated=s.future_dated,
-            initiations={k: list(v) for k, v in s.initiations.items()},  # type: ignore[misc]
-            initiations_since=s.initiations_since,
-            listed_at=s.listed_at,
+            initiations={k: list(v) for k, v in s.initiations.items()},
         ),
     )
 
@@ -134,16 +143,12 @@ def _schedules_model(fetched: Fetched[tuple[ScheduleSummary, ...]]) -> FetchedSc
     return FetchedSchedulesModel(
         at=fetched.at,
         value=[
-            ScheduleModel(
-                id=s.id,
-                interval=s.interval,
-                backup_type=s.backup_type,
-                compression=s.compression,
-                retention_seconds=s.retention_seconds,
+            _alike(
+                ScheduleModel,
+                s,
                 calendar=CalendarModel(
                     period_seconds=s.calendar.period_seconds, offsets=list(s.calendar.offsets)
                 ),
-                active_since=s.active_since,
             )
             for s in fetched.value
         ],
@@ -156,17 +161,11 @@ def _snapshot_model(snapshot: Snapshot) -> SnapshotModel:
         ready=snapshot.ready,
         projects_at=snapshot.projects_at,
         destinations_at=snapshot.destinations_at,
-        projects=[
-            ProjectModel(id=p.id, name=p.name, team=p.team, addons_at=p.addons_at)
-            for p in snapshot.projects.values()
-        ],
+        projects=[_alike(ProjectModel, p) for p in snapshot.projects.values()],
         addons=[
-            AddonModel(
-                project_id=a.project_id,
-                project_name=a.project_name,
-                addon_id=a.addon_id,
-                addon_name=a.addon_name,
-                addon_type=a.addon_type,
+            _alike(
+                AddonModel,
+                a,
                 backups=_backups_model(a.backups) if a.backups is not None else None,
                 schedules=_schedules_model(a.schedules) if a.schedules is not None else None,
                 restores=(
@@ -211,22 +210,7 @@ def _snapshot_model(snapshot: Snapshot) -> SnapshotModel:
 def _planner_model(planner: PlannerState) -> PlannerModel:
     return PlannerModel(
         ready=planner.ready,
-        targets=[
-            TargetModel(
-                resource=r.resource,
-                project=r.project,
-                addon=r.addon,
-                known_since=r.known_since,
-                due=r.due,
-                tier=r.tier,
-                last_attempt=r.last_attempt,
-                last_success=r.last_success,
-                failures=r.failures,
-                cost=r.cost,
-                forced=r.forced,
-            )
-            for r in planner.targets
-        ],
+        targets=[_alike(TargetModel, r) for r in planner.targets],
         buckets=[BucketModel(name=n, tokens=b.tokens, updated=b.updated) for n, b in planner.buckets],
     )
 
@@ -235,16 +219,7 @@ def _budget_model(budget: BudgetState) -> BudgetModel:
     status = budget.rate_limit
     return BudgetModel(
         sent=list(budget.sent),
-        rate_limit=(
-            RateLimitModel(
-                limit=status.limit,
-                remaining=status.remaining,
-                reset_at=status.reset_at,
-                observed_at=status.observed_at,
-            )
-            if status is not None
-            else None
-        ),
+        rate_limit=_alike(RateLimitModel, status) if status is not None else None,
         blocked_until=budget.blocked_until,
         announced=budget.announced,
     )
@@ -293,23 +268,12 @@ def _read_at(at: float, saved_at: float) -> float:
 def _backups(model: FetchedBackupsModel, saved_at: float) -> Fetched[BackupSummary]:
     s = model.value
     return Fetched(
-        BackupSummary(
+        _alike(
+            BackupSummary,
+            s,
             counts=_counts(s.counts),
-            last_completed_at=s.last_completed_at,
-            last_completed_size_bytes=s.last_completed_size_bytes,
-            last_completed_duration_seconds=s.last_completed_duration_seconds,
-            last_failed_at=s.last_failed_at,
-            consecutive_failures=s.consecutive_failures,
-            completed_size_bytes=s.completed_size_bytes,
-            oldest_completed_at=s.oldest_completed_at,
-            in_progress_started_at=s.in_progress_started_at,
-            last_initiated_at=s.last_initiated_at,
-            typical_duration_seconds=s.typical_duration_seconds,
-            future_dated=s.future_dated,
             # Ascending, as summarize_backups leaves them: what judging the scheduled runs relies on.
             initiations=_frozen({k: tuple(sorted(v)) for k, v in s.initiations.items()}),
-            initiations_since=s.initiations_since,
-            listed_at=s.listed_at,
         ),
         _read_at(model.at, saved_at),
     )
@@ -318,15 +282,11 @@ def _backups(model: FetchedBackupsModel, saved_at: float) -> Fetched[BackupSumma
 def _schedules(model: FetchedSchedulesModel, saved_at: float) -> Fetched[tuple[ScheduleSummary, ...]]:
     return Fetched(
         tuple(
-            ScheduleSummary(
-                id=s.id,
-                interval=s.interval,
-                backup_type=s.backup_type,
-                compression=s.compression,
-                retention_seconds=s.retention_seconds,
+            _alike(
+                ScheduleSummary,
+                s,
                 # Its own checks (offsets sorted, unique, within the period) raise ValueError.
                 calendar=ScheduleCalendar(s.calendar.period_seconds, tuple(s.calendar.offsets)),
-                active_since=s.active_since,
             )
             for s in model.value
         ),
@@ -336,10 +296,9 @@ def _schedules(model: FetchedSchedulesModel, saved_at: float) -> Fetched[tuple[S
 
 def _snapshot(model: SnapshotModel, saved_at: float) -> Snapshot:
     projects = {
-        p.id: ProjectSnapshot(
-            id=p.id,
-            name=p.name,
-            team=p.team,
+        p.id: _alike(
+            ProjectSnapshot,
+            p,
             addons_at=_read_at(p.addons_at, saved_at) if p.addons_at is not None else None,
         )
         for p in model.projects
@@ -348,12 +307,9 @@ def _snapshot(model: SnapshotModel, saved_at: float) -> Snapshot:
     for a in model.addons:
         if a.project_id not in projects:
             raise ValueError("an addon of a project it does not list")
-        addons[(a.project_id, a.addon_id)] = AddonSnapshot(
-            project_id=a.project_id,
-            project_name=a.project_name,
-            addon_id=a.addon_id,
-            addon_name=a.addon_name,
-            addon_type=a.addon_type,
+        addons[(a.project_id, a.addon_id)] = _alike(
+            AddonSnapshot,
+            a,
             backups=_backups(a.backups, saved_at) if a.backups is not None else None,
             schedules=_schedules(a.schedules, saved_at) if a.schedules is not None else None,
             restores=(
@@ -408,18 +364,13 @@ def _planner(model: PlannerModel) -> PlannerState:
         # Target and Tier check what the planner could not dispatch (an addon listing without a project).
         target = Target(t.resource, t.project, t.addon)
         records.append(
-            TargetRecord(
+            _alike(
+                TargetRecord,
+                t,
                 resource=target.resource,
                 project=target.project,
                 addon=target.addon,
-                known_since=t.known_since,
-                due=t.due,
                 tier=int(Tier(t.tier)),
-                last_attempt=t.last_attempt,
-                last_success=t.last_success,
-                failures=t.failures,
-                cost=t.cost,
-                forced=t.forced,
             )
         )
     return PlannerState(
@@ -433,16 +384,7 @@ def _budget(model: BudgetModel) -> BudgetState:
     status = model.rate_limit
     return BudgetState(
         sent=tuple(sorted(model.sent)),
-        rate_limit=(
-            RateLimitStatus(
-                limit=status.limit,
-                remaining=status.remaining,
-                reset_at=status.reset_at,
-                observed_at=status.observed_at,
-            )
-            if status is not None
-            else None
-        ),
+        rate_limit=_alike(RateLimitStatus, status) if status is not None else None,
         blocked_until=model.blocked_until,
         announced=model.announced,
     )

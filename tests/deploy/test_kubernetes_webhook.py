@@ -5,7 +5,6 @@ webhook. Both must expose the webhook's port alone, keep /metrics private and mo
 from __future__ import annotations
 
 import copy
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 
 from exporter.config import load_settings
 from tests.deploy import KUBERNETES_DIR, REPO_ROOT
-from tests.deploy.test_dockerfile import _parse_docker_run
+from tests.deploy.test_dockerfile import _docker_run_line, _parse_docker_run
 from tests.deploy.test_kubernetes import (
     KUBERNETES_VERSIONS,
     _container,
@@ -168,16 +167,7 @@ def _readme_webhook_docker_run() -> list[str]:
         .split("\n## Webhook push from Northflank\n", 1)[1]
     )
     section = section.split("\n## ", 1)[0]
-    lines = section.splitlines()
-    starts = [index for index, line in enumerate(lines) if line.strip().startswith("docker run")]
-    assert len(starts) == 1, "one `docker run` in the README's webhook section"
-    command, index = "", starts[0]
-    while True:
-        line = lines[index].strip()
-        command += line.removesuffix("\\") + " "
-        if not line.endswith("\\"):
-            return shlex.split(command)
-        index += 1
+    return _docker_run_line(section.splitlines(), "README, Webhook push from Northflank")
 
 
 def test_the_documented_docker_run_publishes_the_webhook_alone_and_mounts_its_secret(tmp_path: Path) -> None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import pytest
 
 from exporter.clock import FixedClock, SystemClock
-from exporter.config import ListenAddress
 from exporter.simulator.app import Simulator
 from exporter.simulator.server import serve
 from exporter.web.webhook import WebhookSecret
 from tests.e2e.binaries import recorded_metric_names, used_metric_names
-from tests.support import running_exporter
+from tests.support import promtool_check_metrics, running_exporter
 
 TOKEN = "nf-exposition-token"
 
@@ -29,15 +27,7 @@ async def test_promtool_check_metrics_is_silent(scenario: str, promtool: str) ->
         await exporter.scheduler.refresh()
         text = await exporter.scrape_text()
     assert "northflank_addon_info{" in text
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [promtool, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert await promtool_check_metrics(promtool, text) == (0, "", "")
 
 
 async def test_every_metric_the_rules_and_dashboard_use_is_exposed() -> None:
@@ -52,7 +42,6 @@ async def test_every_metric_the_rules_and_dashboard_use_is_exposed() -> None:
             clock=clock,
             planner=True,
             # The webhook's families are exposed only when it is served (NorthflankExporterWebhookSilent).
-            webhook_listen_address=ListenAddress("127.0.0.1", 0),
             webhook_secret=WebhookSecret(b"exposition-webhook-secret"),
         ) as exporter,
     ):

@@ -10,10 +10,8 @@ reading the simulator served on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import platform
-from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -22,7 +20,7 @@ from exporter.poller import TOKEN_REFUSED_REPEAT_SECONDS
 from exporter.simulator.app import Simulator
 from exporter.simulator.reference_fleet import reference
 from exporter.simulator.server import serve
-from tests.support import MONDAY_NOON, RunningExporter, running_exporter, simulated_exporter, value
+from tests.support import MONDAY_NOON, RunningExporter, running_exporter, simulated_exporter, until, value
 
 TOKEN = "nf-first-hour-token-3e9a"
 ERRORS = "northflank_exporter_refresh_errors_total"
@@ -32,16 +30,6 @@ def token_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         r for r in caplog.records if r.levelno == logging.WARNING and "refuses the token" in r.getMessage()
     ]
-
-
-async def until(condition: Callable[[], Awaitable[bool]], *, deadline: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(deadline):
-            # The exporter's state as its HTTP side shows it: polled, there is nothing to await.
-            while not await condition():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"timed out after {deadline}s waiting for {what}")
 
 
 async def readiness(running: RunningExporter) -> tuple[int, str]:
@@ -122,6 +110,16 @@ async def test_the_first_complete_read_is_logged_once_with_the_number_of_addons(
     assert len(lines) == 1
     assert lines[0].getMessage() == f"first complete read: {addons} addons in 0.0s"
     assert getattr(lines[0], "addons", None) == addons
+
+
+async def test_the_start_line_names_the_port_actually_bound(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter")
+    async with simulated_exporter("demo", token=TOKEN, start=MONDAY_NOON) as simulated:
+        port = simulated.exporter.exporter.bound_port
+        assert port != 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("listening on")]
+    # --web.listen-address=127.0.0.1:0 asks for any port: the line must say which one it got.
+    assert lines == [f"listening on 127.0.0.1:{port}, metrics at /metrics"]
 
 
 async def test_metrics_show_process_metrics_and_the_build() -> None:

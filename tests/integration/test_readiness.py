@@ -8,30 +8,17 @@ long before every addon was (a budget too small to read them all in the test's t
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import pytest
 
 from exporter.clock import SystemClock
 from exporter.simulator.app import Simulator
 from exporter.simulator.reference_fleet import reference
 from exporter.simulator.server import serve
-from tests.support import RunningExporter, free_port, running_exporter, value
+from tests.support import RunningExporter, free_port, running_exporter, until, value
 
 TOKEN = "readiness-test-token"
 ERRORS = "northflank_exporter_refresh_errors_total"
 RATIO = "northflank_exporter_initial_read_ratio"
-
-
-async def until(condition: Callable[[], Awaitable[bool]], *, deadline: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(deadline):
-            # The exporter's state as its HTTP side shows it: polled, there is nothing to await.
-            while not await condition():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"timed out after {deadline}s waiting for {what}")
 
 
 async def ready(running: RunningExporter) -> bool:

@@ -46,13 +46,25 @@ def _all_read(running: RunningExporter) -> bool:
     )
 
 
-async def test_a_restart_serves_every_addon_at_once_with_the_old_refresh_times(tmp_path: Path) -> None:
+@asynccontextmanager
+async def _simulated_api() -> AsyncIterator[tuple[Simulator, FixedClock, str]]:
+    """The e2e scenario served on 127.0.0.1, under a fixed clock the exporters share."""
     clock = FixedClock(MONDAY_NOON)
     simulator = Simulator.from_scenario("e2e", clock=clock, seed=0, token=TOKEN)
     async with serve(simulator) as api_url:
+        yield simulator, clock, api_url
+
+
+async def _settled(running: RunningExporter) -> None:
+    """Until every addon was read and the planner has nothing left to do."""
+    await eventually(lambda: _all_read(running), within=10, what="every addon read")
+    await eventually(lambda: _planner(running).settled.is_set(), within=10, what="the planner settled")
+
+
+async def test_a_restart_serves_every_addon_at_once_with_the_old_refresh_times(tmp_path: Path) -> None:
+    async with _simulated_api() as (simulator, clock, api_url):
         async with _exporter(api_url, clock, tmp_path) as first:
-            await eventually(lambda: _all_read(first), within=10, what="every addon read")
-            await eventually(lambda: _planner(first).settled.is_set(), within=10, what="the planner settled")
+            await _settled(first)
             before = await first.scrape()
             plans = dict(_planner(first).plans())
         assert (tmp_path / STATE_FILE).exists()
@@ -76,12 +88,9 @@ async def test_a_restart_serves_every_addon_at_once_with_the_old_refresh_times(t
 
 async def test_the_restored_request_log_counts_against_the_budget(tmp_path: Path) -> None:
     """The second exporter may spend what the first one left of the hour: here nothing."""
-    clock = FixedClock(MONDAY_NOON)
-    simulator = Simulator.from_scenario("e2e", clock=clock, seed=0, token=TOKEN)
-    async with serve(simulator) as api_url:
+    async with _simulated_api() as (simulator, clock, api_url):
         async with _exporter(api_url, clock, tmp_path) as first:
-            await eventually(lambda: _all_read(first), within=10, what="every addon read")
-            await eventually(lambda: _planner(first).settled.is_set(), within=10, what="the planner settled")
+            await _settled(first)
             spent = len(simulator.request_log)
             # Something is due again soon (the stuck backup's follow-up, the stale addon's floor)...
             assert spent > 5

@@ -3,22 +3,24 @@ and the path simulator -> webhook -> planner (that addon read first) -> /metrics
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import subprocess
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from exporter.clock import FixedClock
-from exporter.config import ListenAddress
-from exporter.simulator.app import Simulator
 from exporter.simulator.routes import BACKUPS
-from exporter.simulator.server import serve
 from exporter.simulator.webhooks import SUCCESS, WebhookOptions, WebhookSender, backup_events
 from exporter.web.webhook import MAX_BODY_BYTES, WEBHOOK_PATH, WebhookSecret
-from tests.support import MONDAY_NOON, RunningExporter, eventually, parse_samples, running_exporter, value
+from tests.support import (
+    MONDAY_NOON,
+    RunningExporter,
+    eventually,
+    parse_samples,
+    promtool_check_metrics,
+    simulated_exporter,
+    value,
+)
 
 TOKEN = "nf-webhook-test-token"
 SECRET = "whsec-Zq8-not-in-any-output"
@@ -38,21 +40,10 @@ def _headers(event_id: str, token: str | None = SECRET) -> dict[str, str]:
 
 @pytest.fixture
 async def exporter_with_webhook() -> AsyncIterator[tuple[RunningExporter, str]]:
-    clock = FixedClock(MONDAY_NOON)
-    simulator = Simulator.from_scenario("e2e", clock=clock, token=TOKEN)
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(
-            api_url=api_url,
-            token=TOKEN,
-            clock=clock,
-            webhook_listen_address=ListenAddress("127.0.0.1", 0),
-            webhook_secret=WebhookSecret(SECRET.encode()),
-        ) as running,
-    ):
-        listener = running.exporter.webhook_listener
-        assert listener is not None
-        yield running, f"http://127.0.0.1:{listener.port}{WEBHOOK_PATH}"
+    async with simulated_exporter(
+        "e2e", token=TOKEN, webhook_secret=WebhookSecret(SECRET.encode())
+    ) as simulated:
+        yield simulated.exporter, simulated.exporter.webhook_url
 
 
 async def test_token_size_and_dedupe_over_a_socket(
@@ -92,16 +83,7 @@ async def test_token_size_and_dedupe_over_a_socket(
     assert value(samples, EVENTS, event="addon-backup:success", outcome="duplicate") == 1
     assert value(samples, "northflank_exporter_webhook_last_event_timestamp_seconds") == MONDAY_NOON
     assert SECRET not in text
-    lint = await asyncio.to_thread(
-        subprocess.run,
-        [promtool, "check", "metrics"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
+    assert await promtool_check_metrics(promtool, text) == (0, "", "")
     assert SECRET not in caplog.text
     assert SECRET[:-1] not in caplog.text
     assert SECRET not in repr(running.exporter.settings)
@@ -111,26 +93,19 @@ async def test_token_size_and_dedupe_over_a_socket(
 
 
 async def test_an_event_makes_the_planner_read_that_addon_first() -> None:
-    clock = FixedClock(MONDAY_NOON)
-    simulator = Simulator.from_scenario("demo", clock=clock, token=TOKEN)
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(
-            api_url=api_url,
-            token=TOKEN,
-            clock=clock,
-            planner=True,
-            # One read at a time, so that "first" is the order of the reads; a budget the fixed clock
-            # cannot run out of (its buckets never refill).
-            concurrency=1,
-            request_budget=100_000,
-            webhook_listen_address=ListenAddress("127.0.0.1", 0),
-            webhook_secret=WebhookSecret(SECRET.encode()),
-        ) as running,
-    ):
+    async with simulated_exporter(
+        "demo",
+        token=TOKEN,
+        planner=True,
+        # One read at a time, so that "first" is the order of the reads; a budget the fixed clock
+        # cannot run out of (its buckets never refill).
+        concurrency=1,
+        request_budget=100_000,
+        webhook_secret=WebhookSecret(SECRET.encode()),
+    ) as simulated:
+        simulator, clock, running = simulated.simulator, simulated.clock, simulated.exporter
         exporter = running.exporter
-        planner, listener = exporter.scheduler, exporter.webhook_listener
-        assert listener is not None
+        planner = exporter.scheduler
         addons = len(simulator.fleet.addons)
 
         def settled() -> bool:  # every listing read once, and nothing in flight
@@ -151,7 +126,7 @@ async def test_an_event_makes_the_planner_read_that_addon_first() -> None:
         async with httpx.AsyncClient() as http:
             sender = WebhookSender(
                 simulator,
-                WebhookOptions(url=f"http://127.0.0.1:{listener.port}{WEBHOOK_PATH}", secret=SECRET),
+                WebhookOptions(url=running.webhook_url, secret=SECRET),
                 client=http,
             )
             await sender.deliver(event)

@@ -12,12 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.clock import FixedClock
-from exporter.config import ListenAddress
-from exporter.simulator.app import Simulator
-from exporter.simulator.server import serve
-from exporter.web.webhook import WEBHOOK_PATH, WebhookSecret
-from tests.support import MONDAY_NOON, running_exporter
+from exporter.web.webhook import WebhookSecret
+from tests.support import simulated_exporter
 
 TOKEN = "nf-webhook-reload-token"
 OLD = "whsec-old-Hk2-not-in-any-output"
@@ -38,22 +34,12 @@ async def test_sighup_makes_the_new_secret_the_only_one(
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "webhook-secret"
     path.write_text(OLD + "\n")
-    clock = FixedClock(MONDAY_NOON)
-    simulator = Simulator.from_scenario("e2e", clock=clock, token=TOKEN)
     loop = asyncio.get_running_loop()
-    async with (
-        serve(simulator) as api_url,
-        running_exporter(
-            api_url=api_url,
-            token=TOKEN,
-            clock=clock,
-            webhook_listen_address=ListenAddress("127.0.0.1", 0),
-            webhook_secret=WebhookSecret.from_file(path),
-        ) as running,
-    ):
-        listener = running.exporter.webhook_listener
-        assert listener is not None
-        url = f"http://127.0.0.1:{listener.port}{WEBHOOK_PATH}"
+    async with simulated_exporter(
+        "e2e", token=TOKEN, webhook_secret=WebhookSecret.from_file(path)
+    ) as simulated:
+        running = simulated.exporter
+        url = running.webhook_url
         reloads = asyncio.Event()
 
         def on_sighup() -> None:

@@ -9,20 +9,11 @@ import re
 
 import pytest
 
-from exporter.cli import main
 from exporter.flags import build_parser
+from tests.support import run_cli
 
 PROG = "northflank-backup-exporter"
 HINT = f"Run '{PROG} --help' for the flags."
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(
@@ -42,7 +33,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_a_flag_argparse_refuses_is_one_line_and_a_hint_exit_2(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert (code, out) == (2, "")
     assert err == f"{PROG}: error: {message}\n{HINT}\n"
 
@@ -51,7 +42,7 @@ def test_a_value_the_configuration_refuses_is_one_line_exit_2(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NF_API_TOKEN", "nf-cli-test-token")
-    code, out, err = run(capsys, "--web.listen-address=nowhere")
+    code, out, err = run_cli(capsys, "--web.listen-address=nowhere")
     assert (code, out) == (2, "")
     assert err.startswith(f"{PROG}: error: --web.listen-address: ")
     assert err.count("\n") == 1
@@ -72,7 +63,7 @@ def test_abbreviations_of_flags_are_refused() -> None:
 def test_help_shows_no_internal_placeholders_and_no_empty_defaults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = run(capsys, "--help")
+    code, out, err = run_cli(capsys, "--help")
     assert (code, err) == (0, "")
     for clutter in ("(default: None)", "(default: )", "(default: [])", "(default: False)", "==SUPPRESS=="):
         assert clutter not in out
@@ -91,7 +82,7 @@ def test_help_shows_no_internal_placeholders_and_no_empty_defaults(
 
 
 def test_version_says_the_version_the_revision_and_python(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "--version")
+    code, out, err = run_cli(capsys, "--version")
     assert (code, err) == (0, "")
     assert re.fullmatch(
         rf"{PROG} \S+ \(revision (?:unknown|[0-9a-f]{{40}}|[0-9a-f]{{64}}), "

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.cli import main
+from tests.support import run_cli
 
 PROG = "northflank-backup-exporter"
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_help_names_the_check_subcommand_its_output_and_exit_codes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = _run(capsys, "--help")
+    code, out, err = run_cli(capsys, "--help")
     assert (code, err) == (0, "")
     text = " ".join(out.split())  # argparse wraps at the terminal's width
     assert f"'{PROG} check [--output text|json] [flags...]'" in text
@@ -31,7 +22,7 @@ def test_help_names_the_check_subcommand_its_output_and_exit_codes(
 
 
 def test_the_help_the_exporter_points_to_exists(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "check", "--help")
+    code, out, err = run_cli(capsys, "check", "--help")
     assert (code, err) == (0, "")
     assert out.startswith(f"usage: {PROG} check [--output text|json]")
     assert "Exit status: 0 every addon OK, 1 some addon not OK, 2 could not tell." in " ".join(out.split())
