@@ -333,6 +333,9 @@ class BackupsView:
     #: When the latest webhook event named this addon, and this addon's project (None: never).
     pushed_at: float | None = None
     project_pushed_at: float | None = None
+    #: Whether webhook deliveries are being lost (:mod:`exporter.planner.losses`): pushed or not, the
+    #: addon is then polled as usual.
+    push_lossy: bool = False
 
 
 # -- webhook push: what is left to polling when Northflank says when a backup ends -------------------------
@@ -374,6 +377,19 @@ def push_covered(view: BackupsView) -> bool:
         and read_at is not None
         and view.project_pushed_at >= read_at - PUSH_TRUST
     )
+
+
+#: A backup end read this soon after it ended may have its event still on the way: judged at a later read.
+PUSH_DELIVERY_GRACE = 120.0
+
+
+def unannounced(ended_at: float, event_at: float | None, *, read_at: float) -> bool | None:
+    """Whether a backup that ended at ``ended_at`` (the API's time) came with no event: the latest backup
+    end event for its addon (None: none yet) came before it, beyond the clocks' PUSH_SKEW. None: too
+    early to say, as of a read at ``read_at`` (an event is awaited for PUSH_DELIVERY_GRACE)."""
+    if event_at is not None and event_at >= ended_at - PUSH_SKEW:
+        return False
+    return None if read_at < ended_at + PUSH_DELIVERY_GRACE else True
 
 
 def push_fallback(typical: float, stretch: float) -> float:
@@ -450,7 +466,9 @@ def plan_backups(
         floor = max(floor, runs_every)
     # Only when the budget is short (the floor stretched past hourly): with room to spare, polling as
     # usual costs little and catches a lost delivery as soon as without a webhook.
-    pushed = stretch > 1 and push_covered(view)
+    # Nor while deliveries are being lost: the late fallback would then see a lost backup later than
+    # polling alone.
+    pushed = stretch > 1 and not view.push_lossy and push_covered(view)
     first_check = FIRST_CHECK_FRACTION * typical
     if pushed:
         if not unscheduled:

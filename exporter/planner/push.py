@@ -61,6 +61,8 @@ class Pushes:
         book.pushed_projects[key[0]] = now
         self._last_push = now
         if read:
+            # Only the events that end a backup ask for a read: what the loss estimate compares with.
+            book.ended_addons[key] = now
             self.hinted.setdefault(key, now)
         # A project newly pushed: every addon of it waits for its events from now on.
         newly = before is None or before < now - PUSH_TRUST
@@ -110,10 +112,13 @@ class Pushes:
         return matches[0] if len(matches) == 1 else None
 
     def headroom(self, now: float) -> float:
-        """While webhook events name addons (the last within PUSH_TRUST) and the warm-up is over, how long
-        the tiers must wait so that PUSH_HEADROOM of the rolling window stays free for the webhook's reads;
-        0 otherwise."""
+        """While webhook events name addons (the last within PUSH_TRUST), the warm-up is over and the
+        deliveries are not being lost (:mod:`.losses`), how long the tiers must wait so that PUSH_HEADROOM
+        of the rolling window stays free for the webhook's reads; 0 otherwise."""
         if self._last_push is None or self._last_push < now - PUSH_TRUST:
+            return 0.0
+        if self._book.losses.lossy:
+            # Polled as usual (see policy.plan_backups): the room would come out of polling alone's budget.
             return 0.0
         first = self._book.top(Tier.NEW)
         if first is not None and first.order <= PRIORITY_FIRST_READS:

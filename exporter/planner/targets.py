@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.northflank.errors import NorthflankError, NotFoundError
+from exporter.planner.losses import DeliveryLosses
 from exporter.planner.policy import (
     DESTINATIONS,
     FLOOR_CEILING,
@@ -32,6 +33,8 @@ from exporter.planner.policy import (
     fit_shares,
     plan_backups,
     plan_periodic,
+    push_covered,
+    unannounced,
 )
 from exporter.poller import Outcome
 from exporter.resources import Resource
@@ -131,6 +134,11 @@ class TargetBook:
         #: When a webhook event last named each addon and each project (see policy.push_covered).
         self.pushed_addons: dict[AddonKey, float] = {}
         self.pushed_projects: dict[str, float] = {}
+        #: When a backup end event (success, failure, abort) last named each addon, and the newest backup
+        #: end each addon's reads have shown (see :meth:`_judge_delivery`).
+        self.ended_addons: dict[AddonKey, float] = {}
+        self._newest_end: dict[AddonKey, float] = {}
+        self.losses = DeliveryLosses()
 
     def _current(self) -> Snapshot:
         snapshot = self._snapshot()
@@ -233,6 +241,8 @@ class TargetBook:
         self._unscheduled.discard(key)
         self._run_floored.discard(key)
         self.pushed_addons.pop(key, None)
+        self.ended_addons.pop(key, None)
+        self._newest_end.pop(key, None)
 
     def push(self, state: TargetState) -> None:
         state.version += 1
@@ -300,7 +310,56 @@ class TargetBook:
             calendars=tuple(s.calendar for s in schedules),
             pushed_at=self.pushed_addons.get(state.target.key),
             project_pushed_at=self.pushed_projects.get(state.target.project),
+            push_lossy=self.losses.lossy,
         )
+
+    def _judge_delivery(self, state: TargetState, now: float) -> None:
+        """A read of an addon's backups succeeded: when it shows a backup end newer than the last read did
+        and the addon was pushed (as of before this read), whether an event announced that end counts
+        towards the loss estimate; when the estimate flips, every addon's backups are replanned (the
+        fallback timing of the pushed ones changes)."""
+        key = state.target.key
+        view = self._backups_view(state)
+        summary = view.summary
+        if summary is None:
+            return
+        ends = [t for t in (summary.last_completed_at, summary.last_failed_at) if t is not None]
+        if not ends:
+            return
+        newest = max(ends)
+        before = self._newest_end.get(key)
+        if before is None:
+            # The first read is the baseline: what ended before it may predate the webhook.
+            self._newest_end[key] = newest
+            return
+        if newest <= before:
+            return
+        # Whether its events were expected: named by one, or its project lately. Without the summary: this
+        # read may show the backup whose start event was lost too.
+        covered = push_covered(
+            BackupsView(
+                known_since=view.known_since,
+                last_success=view.last_success,
+                pushed_at=view.pushed_at,
+                project_pushed_at=view.project_pushed_at,
+            )
+        )
+        if not covered:
+            self._newest_end[key] = newest
+            return
+        lost = unannounced(newest, self.ended_addons.get(key), read_at=now)
+        if lost is None:
+            return  # its event may still come: a later read judges it
+        self._newest_end[key] = newest
+        if self.losses.observe(lost):
+            log.info(
+                "webhook deliveries %s (%.0f%% of recent backup ends came without an event)",
+                "are being lost: polling as usual" if self.losses.lossy else "are back: waiting for events",
+                100 * self.losses.share,
+            )
+            for other in list(self.states.values()):
+                if other is not state and other.target.resource is Resource.BACKUPS:
+                    self.replan(other, now)
 
     def _fit(self) -> Cadence:
         addons = len(self.by_addon)
@@ -392,6 +451,8 @@ class TargetBook:
                     self._sync_addons(target.project, now)
                 case Resource.SCHEDULES:
                     self._schedules_read(target.key, now)
+                case Resource.BACKUPS:
+                    self._judge_delivery(state, now)
         became_ready = self._answered(target, ok=outcome is not None and outcome.ok)
         self.replan(state, now)
         return became_ready

@@ -47,7 +47,8 @@ def test_the_estimate_decays_once_ends_come_with_their_events_again() -> None:
     assert not losses.observe(True)
     assert losses.observe(True)  # the third loss: deliveries are being lost
     flips = [losses.observe(False) for _ in range(LOSS_WINDOW - 3)]
-    assert not any(flips) and losses.lossy  # the three losses are still among the latest 100
+    assert not any(flips)
+    assert losses.lossy  # the three losses are still among the latest 100
     assert losses.observe(False)  # the first loss left the window
     assert not losses.lossy
 
@@ -101,7 +102,8 @@ def _judged(lose: frozenset[str], hours: int) -> DeliveryLosses:
 
 def test_reads_that_find_ends_no_event_announced_make_the_webhook_lossy() -> None:
     reliable = _judged(frozenset(), hours=8)
-    assert reliable.share == 0.0 and not reliable.lossy
+    assert reliable.share == 0.0
+    assert not reliable.lossy
     lossy = _judged(frozenset("c"), hours=8)
     # Hours 2..7 of addon c (the first read is the baseline), each seen by a later read.
     assert lossy.share * LOSS_WINDOW >= 3
