@@ -53,11 +53,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 5.0
 
 
-def make_scheduler(settings: Settings, *, budget: RequestBudget, clock: Clock) -> RefreshScheduler:
-    """The planner: every refresh planned within the request budget."""
-    return Planner.from_settings(settings, budget=budget, clock=clock)
-
-
 class Exporter:
     """One exporter: poller and web server sharing a snapshot store, on one event loop."""
 
@@ -107,7 +102,7 @@ class Exporter:
             concurrency=settings.concurrency,
             on_rate_limited=self.budget.rate_limited,
         )
-        self.scheduler = scheduler or make_scheduler(settings, budget=self.budget, clock=clock)
+        self.scheduler = scheduler or Planner.from_settings(settings, budget=self.budget, clock=clock)
         scheduler_metrics = self.scheduler.collector(lambda: self.store.current)
         if scheduler_metrics is not None:
             self.registry.register(scheduler_metrics)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import make_scheduler
-from exporter.budget import RequestBudget
+from exporter.app import Exporter
 from exporter.cli import main
 from exporter.clock import FixedClock
 from exporter.config import ConfigError, ListenAddress, load_settings
@@ -180,9 +179,7 @@ def test_the_removed_refresh_interval_is_one_line_with_a_hint_and_exit_2(
 
 
 def test_the_exporter_always_plans_with_the_settings_flags_give() -> None:
-    clock = FixedClock(0)
-    budget = RequestBudget(clock=clock)
-    assert isinstance(make_scheduler(load_settings([], ENV), budget=budget, clock=clock), Planner)
+    assert isinstance(Exporter(load_settings([], ENV), clock=FixedClock(0)).scheduler, Planner)
     flags = [
         "--northflank.max-staleness=2h",
         "--northflank.discovery-interval=1h",
